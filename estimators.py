@@ -1,0 +1,638 @@
+"""scikit-learn estimators around any ``torch.nn.Module``: TorchClassifier and TorchRegressor.
+
+Copy this file together with bridge.py; it needs torch, numpy and scikit-learn.
+
+They take MLPClassifier's and MLPRegressor's parameters under the same names, so an MLP parameter grid
+works unchanged, and add two: ``module``, a callable ``(n_features_in, n_outputs) -> nn.Module`` that
+builds the network (the estimator owns the loss and the output activation), and ``device``.
+Every numpy/torch crossing goes through bridge.py; fit never touches the caller's data, torch's or
+NumPy's global random state, thread count or default dtype; predict is pure and thread-safe.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Sequence
+from numbers import Integral, Real
+from typing import Any, TypeAlias, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+from torch import nn
+
+from bridge import Device, NDArray, numpy_dtype, to_numpy, to_tensor, torch_dtype
+
+__all__ = ["TorchClassifier", "TorchRegressor"]
+
+ModuleFactory: TypeAlias = Callable[[int, int], nn.Module]
+_Estimator = TypeVar("_Estimator", bound="_TorchEstimator")
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "identity": nn.Identity, "logistic": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
+}  # fmt: skip
+_CHUNK = 4096  # rows per inference step: bounds predict's memory whatever n_samples is
+
+
+class _TorchEstimator(BaseEstimator):
+    """What both estimators share: parameters, validation, the module, the training loop."""
+
+    # Set by fit (trailing underscore), declared here for the type checker only.
+    module_: nn.Module
+    n_features_in_: int
+    n_outputs_: int
+    out_activation_: str
+    loss_: float
+    loss_curve_: list[float]
+    best_loss_: float | None
+    validation_scores_: list[float] | None
+    best_validation_score_: float | None
+    n_iter_: int
+    t_: int
+    _optimizer: torch.optim.Optimizer
+    _rng_state: torch.Tensor
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 1e-4,
+        batch_size: int | str = "auto",
+        learning_rate_init: float = 1e-3,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        module: ModuleFactory | None = None,
+        device: Device = None,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.module = module
+        self.device = device
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR is densified one mini-batch at a time
+        return tags
+
+    def fit(self: _Estimator, X: Any, y: Any, sample_weight: Any = None) -> _Estimator:
+        """Train the network on ``X`` (n_samples, n_features) and ``y``; returns ``self``."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _has_partial_fit(self) -> bool:
+        return self.solver != "lbfgs"  # as in MLP: L-BFGS needs the full batch
+
+    # --- fit: validate -> seed -> build -> train -> record ---------------------------------------
+
+    def _fit(
+        self: _Estimator, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any = None
+    ) -> _Estimator:
+        self._check_params()
+        keep = (incremental or self.warm_start) and hasattr(self, "module_")
+        X_, y_, device = self._validate_X_y(X, y, reset=not keep)
+        w = self._check_weights(sample_weight, X_)
+        dtype = torch_dtype(X_.dtype)
+        Y, out_activation = self._encode_targets(
+            y_, numpy_dtype(dtype), keep=keep, incremental=incremental, classes=classes
+        )
+        generator = torch.Generator()
+        if keep:
+            generator.set_state(self._rng_state)
+        else:
+            generator.manual_seed(_seed(self.random_state))
+        val = None
+        if self.early_stopping and not incremental:
+            X_, Y, w, val = self._split_validation(X_, Y, y_, w, generator)
+        self.n_outputs_ = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
+        self.out_activation_ = out_activation
+        # A module's own constructor and layers (dropout) draw from torch's global generator; the fork
+        # gives them a seed from random_state and restores the caller's state on exit.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
+            if keep:
+                module, optimizer = self.module_.to(device), self._optimizer
+            else:
+                module = self._build_module(X_.shape[1], self.n_outputs_, dtype, device, generator)
+                optimizer = self._make_optimizer(module)
+            Y_t = to_tensor(Y, device=device)
+            w_t = None if w is None else to_tensor(w, device=device)
+            X_t = X_ if hasattr(X_, "tocsr") else to_tensor(X_, device=device)
+            record = self._train(module, optimizer, X_t, Y_t, w_t, generator, val, incremental, keep)
+        module.eval()  # predict is pure: it relies on eval mode and never toggles it
+        self.module_, self._optimizer, self._rng_state = module, optimizer, generator.get_state()
+        for name, value in record.items():
+            setattr(self, name, value)
+        return self
+
+    def _check_params(self) -> None:
+        in_unit = (lambda v: 0 <= v <= 1, "in [0, 1]")
+        positive = (lambda v: v > 0, "> 0")
+        at_least_0 = (lambda v: v >= 0, ">= 0")
+        checks: dict[str, tuple[type | tuple[type, ...], tuple[Callable[[Any], bool], str]]] = {
+            "alpha": (Real, at_least_0), "learning_rate_init": (Real, positive),
+            "max_iter": (Integral, positive), "tol": (Real, at_least_0), "momentum": (Real, in_unit),
+            "validation_fraction": (Real, (lambda v: 0 < v < 1, "in (0, 1)")),
+            "beta_1": (Real, (lambda v: 0 <= v < 1, "in [0, 1)")),
+            "beta_2": (Real, (lambda v: 0 <= v < 1, "in [0, 1)")),
+            "epsilon": (Real, positive), "n_iter_no_change": (Integral, positive),
+        }  # fmt: skip
+        for name, (kind, (ok, want)) in checks.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise TypeError(f"{name} must be a number {want}, got {value!r}")
+            if not ok(value):
+                raise ValueError(f"{name} must be {want}, got {value!r}")
+        choices = {"activation": tuple(_ACTIVATIONS), "solver": ("adam", "sgd", "lbfgs")}
+        if hasattr(self, "loss"):
+            choices["loss"] = ("squared_error", "poisson")
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
+        sizes = self._hidden_sizes()
+        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be positive ints, got {self.hidden_layer_sizes!r}")
+        if not (self.batch_size == "auto" or isinstance(self.batch_size, Integral) and self.batch_size > 0):
+            raise ValueError(f"batch_size must be 'auto' or an int > 0, got {self.batch_size!r}")
+        if self.module is not None and not callable(self.module):
+            raise TypeError(f"module must be a callable (n_features_in, n_outputs) -> nn.Module, got {self.module!r}")
+
+    def _hidden_sizes(self) -> list[int]:
+        sizes = self.hidden_layer_sizes  # an int is one hidden layer, as in MLP
+        return [int(sizes)] if isinstance(sizes, (int, np.integer)) else list(sizes)
+
+    def _validate_X_y(self, X: Any, y: Any, *, reset: bool) -> tuple[Any, NDArray, torch.device]:
+        device = self._resolve_device(X)
+        X, y = _host(X), _host(y)
+        dtype = (np.float64, np.float32) if reset else self._dtype()
+        X_, y_ = validate_data(
+            self, X, y, reset=reset, accept_sparse="csr", dtype=dtype, multi_output=True,
+            y_numeric=not is_classifier(self),
+        )  # fmt: skip
+        return X_, y_, device
+
+    def _resolve_device(self, X: Any) -> torch.device:
+        device = torch.device(self.device) if self.device is not None else (
+            X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
+        )  # fmt: skip
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} asks for CUDA, which is not available here; use 'cpu'")
+        return device
+
+    def _dtype(self) -> np.dtype[Any]:
+        return numpy_dtype(next(self.module_.parameters()).dtype)
+
+    def _check_weights(self, sample_weight: Any, X: Any) -> NDArray | None:
+        if sample_weight is None:
+            return None
+        w: NDArray = check_array(
+            _host(sample_weight), ensure_2d=False, dtype=X.dtype, input_name="sample_weight"
+        )
+        if w.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight has shape {w.shape}; expected ({X.shape[0]},), one per sample")
+        if (w < 0).any() or not w.any():
+            raise ValueError("sample_weight must be >= 0 with at least one non-zero weight")
+        return w
+
+    def _split_validation(
+        self, X: Any, Y: NDArray, y: NDArray, w: NDArray | None, generator: torch.Generator
+    ) -> tuple[Any, NDArray, NDArray | None, tuple[Any, NDArray, NDArray | None]]:
+        stratify = y if is_classifier(self) and y.ndim == 1 else None
+        seed = int(torch.randint(2**31 - 1, (), generator=generator))
+        parts = [X, Y, y] + ([] if w is None else [w])
+        split = train_test_split(
+            *parts, test_size=self.validation_fraction, random_state=seed, stratify=stratify
+        )
+        X_tr, X_val, Y_tr, _, _, y_val = split[:6]
+        w_tr, w_val = (split[6], split[7]) if w is not None else (None, None)
+        return X_tr, Y_tr, w_tr, (X_val, y_val, w_val)
+
+    def _build_module(
+        self, n_in: int, n_out: int, dtype: torch.dtype, device: torch.device, g: torch.Generator
+    ) -> nn.Module:
+        if self.module is not None:
+            module = self.module(n_in, n_out)
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"module({n_in}, {n_out}) returned {type(module).__name__}, not an nn.Module")
+            return module.to(device=device, dtype=dtype)
+        sizes = [n_in, *self._hidden_sizes(), n_out]
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(sizes, sizes[1:]):
+            layer = nn.Linear(fan_in, fan_out, device="meta", dtype=dtype).to_empty(device=device)
+            # MLP's Glorot-uniform initialisation, drawn from the local generator only.
+            bound = ((2.0 if self.activation == "logistic" else 6.0) / (fan_in + fan_out)) ** 0.5
+            with torch.no_grad():
+                for p in layer.parameters():
+                    p.copy_(torch.rand(p.shape, generator=g, dtype=dtype) * (2 * bound) - bound)
+            layers += [layer, _ACTIVATIONS[self.activation]()]
+        return nn.Sequential(*layers[:-1])  # no activation after the output layer
+
+    def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        params = list(module.parameters())
+        if self.solver == "lbfgs":
+            return torch.optim.LBFGS(
+                params, lr=1, max_iter=self.max_iter, tolerance_grad=self.tol, tolerance_change=0.0,
+                line_search_fn="strong_wolfe",
+            )  # fmt: skip
+        if self.solver == "sgd":
+            return torch.optim.SGD(
+                params, lr=self.learning_rate_init, momentum=self.momentum,
+                nesterov=self.nesterovs_momentum and self.momentum > 0,
+            )  # fmt: skip
+        return torch.optim.Adam(
+            params, lr=self.learning_rate_init, betas=(self.beta_1, self.beta_2), eps=self.epsilon
+        )
+
+    # --- training ------------------------------------------------------------------------------
+
+    def _batch_loss(
+        self, module: nn.Module, X: Any, Y: torch.Tensor, w: torch.Tensor | None, rows: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | int]:
+        """(sum of weighted per-sample losses, sum of weights) over the ``rows`` of the data."""
+        losses = self._per_sample_loss(module(_dense(X, rows, Y.device)), Y[rows])
+        if w is None:
+            return losses.sum(), losses.shape[0]
+        return losses @ w[rows], w[rows].sum()
+
+    def _penalty(self, module: nn.Module) -> torch.Tensor | float:
+        # MLP's L2 term: 0.5 * alpha * ||W||^2 over weight matrices (not biases), divided by the
+        # batch's weight like the data term, so loss_curve_ compares with MLP's.
+        if not self.alpha:
+            return 0.0
+        return 0.5 * self.alpha * sum(p.square().sum() for p in module.parameters() if p.ndim > 1)
+
+    def _train(
+        self, module: nn.Module, optimizer: torch.optim.Optimizer, X: Any, Y: torch.Tensor,
+        w: torch.Tensor | None, g: torch.Generator, val: Any, incremental: bool, keep: bool,
+    ) -> dict[str, Any]:  # fmt: skip
+        module.train()
+        n = X.shape[0]
+        if self.solver == "lbfgs":
+            return self._train_lbfgs(module, optimizer, X, Y, w, n)
+        batch = min(200 if self.batch_size == "auto" else int(self.batch_size), n)
+        curve = list(self.loss_curve_) if keep else []
+        t, n_iter = (self.t_, self.n_iter_) if keep else (0, 0)
+        scores = (list(self.validation_scores_ or []) if keep else []) if self.early_stopping else None
+        best_loss = np.inf if not keep or self.best_loss_ is None else self.best_loss_
+        best_score = -np.inf if not keep or self.best_validation_score_ is None else self.best_validation_score_
+        best_state, no_improvement = None, 0
+        weight_all = n if w is None else float(w.sum())
+        for _ in range(1 if incremental else self.max_iter):
+            order = torch.randperm(n, generator=g).to(Y.device) if self.shuffle else None
+            total = torch.zeros((), dtype=torch.float64, device=Y.device)
+            for start in range(0, n, batch):
+                rows = slice(start, start + batch) if order is None else order[start : start + batch]
+                data_loss, weight = self._batch_loss(module, X, Y, w, rows)
+                loss = (data_loss + self._penalty(module)) / weight
+                optimizer.zero_grad(set_to_none=True)
+                torch.autograd.backward(loss)
+                optimizer.step()
+                total += loss.detach() * weight  # stays on the device: no per-batch sync
+            epoch_loss = float(total) / weight_all
+            n_iter, t = n_iter + 1, t + n
+            curve.append(epoch_loss)
+            if self.verbose:
+                print(f"Iteration {n_iter}, loss = {epoch_loss:.8f}")
+            if scores is None and not np.isfinite(epoch_loss):
+                raise ValueError(
+                    f"the training loss became {epoch_loss} at iteration {n_iter}; the data may need "
+                    f"scaling (e.g. StandardScaler) or learning_rate_init={self.learning_rate_init} is too large"
+                )
+            if scores is not None:
+                module.eval()
+                score = self._score_module(module, *val, device=Y.device)
+                module.train()
+                scores.append(score)
+                no_improvement = no_improvement + 1 if not score >= best_score + self.tol else 0
+                if score > best_score:
+                    best_score, best_state = score, copy.deepcopy(module.state_dict())
+                if self.verbose:
+                    print(f"Validation score: {score:.6f}")
+            else:
+                no_improvement = no_improvement + 1 if epoch_loss > best_loss - self.tol else 0
+                best_loss = min(best_loss, epoch_loss)
+            if not incremental and no_improvement > self.n_iter_no_change:
+                break
+        else:
+            if not incremental:
+                _warn_not_converged(self.max_iter)
+        if best_state is not None:
+            module.load_state_dict(best_state)  # early stopping keeps the best validated weights
+        elif scores is not None and not np.isfinite(best_score):
+            raise ValueError("no validation score was finite; scale the data or lower learning_rate_init")
+        return {
+            "loss_": curve[-1], "loss_curve_": curve, "n_iter_": n_iter, "t_": t,
+            "best_loss_": None if scores is not None else best_loss,
+            "validation_scores_": scores,
+            "best_validation_score_": best_score if scores is not None else None,
+        }  # fmt: skip
+
+    def _train_lbfgs(
+        self, module: nn.Module, optimizer: torch.optim.Optimizer, X: Any, Y: torch.Tensor,
+        w: torch.Tensor | None, n: int,
+    ) -> dict[str, Any]:  # fmt: skip
+        weight_all = n if w is None else float(w.sum())
+        step = _CHUNK if hasattr(X, "tocsr") else max(n, 1)  # sparse rows are densified a chunk at a time
+
+        def closure() -> torch.Tensor:  # the full-batch loss, its gradient accumulated chunk by chunk
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for start in range(0, n, step):
+                data_loss, _ = self._batch_loss(module, X, Y, w, slice(start, start + step))
+                torch.autograd.backward(data_loss / weight_all)
+                total += float(data_loss.detach())
+            penalty = self._penalty(module)
+            if isinstance(penalty, torch.Tensor):
+                torch.autograd.backward(penalty / weight_all)
+            return torch.tensor((total + float(penalty)) / weight_all)
+
+        loss = float(optimizer.step(closure))  # type: ignore[arg-type]  # LBFGS returns the closure's loss
+        n_iter = int(optimizer.state[next(iter(module.parameters()))].get("n_iter", 0))
+        if not np.isfinite(loss):
+            raise ValueError(f"the training loss became {loss}; scale the data or add alpha")
+        if n_iter >= self.max_iter:
+            _warn_not_converged(self.max_iter)
+        return {"loss_": loss, "loss_curve_": [loss], "n_iter_": n_iter, "t_": n * n_iter,
+                "best_loss_": loss, "validation_scores_": None, "best_validation_score_": None}  # fmt: skip
+
+    # --- inference -------------------------------------------------------------------------------
+
+    def _map_chunks(self, module: nn.Module, X: Any, device: torch.device, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn(module(rows))`` over ``X`` in chunks of rows, under inference mode."""
+        with torch.inference_mode():
+            parts = [fn(module(_dense(X, slice(i, i + _CHUNK), device))) for i in range(0, X.shape[0], _CHUNK)]
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _forward(self, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> NDArray:
+        device = next(self.module_.parameters(), torch.empty(0)).device
+        X_ = validate_data(self, _host(X), reset=False, accept_sparse="csr", dtype=self._dtype())
+        return to_numpy(self._map_chunks(self.module_, X_, device, fn))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().__getstate__()
+        if "module_" in state:  # pickles are device-free: a CUDA-trained model loads without a GPU
+            state["module_"], state["_optimizer"] = _to_cpu(state["module_"], state["_optimizer"])
+        return state
+
+    def _encode_targets(
+        self, y: NDArray, dtype: np.dtype[Any], *, keep: bool, incremental: bool, classes: Any
+    ) -> tuple[NDArray, str]:
+        """Targets as the loss takes them, and the output activation's name."""
+        raise NotImplementedError
+
+    def _per_sample_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _score_module(
+        self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
+    ) -> float:
+        """The validation score early stopping watches: accuracy or R^2."""
+        raise NotImplementedError
+
+
+class TorchClassifier(ClassifierMixin, _TorchEstimator):
+    """A classifier training any ``nn.Module`` on log-loss: binary, multiclass or multilabel.
+
+    Parameters and fitted attributes are MLPClassifier's (see the README); ``module`` builds the
+    network from ``(n_features_in, n_outputs)`` and returns raw scores (logits).
+    """
+
+    classes_: NDArray
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    @available_if(_TorchEstimator._has_partial_fit)
+    def partial_fit(
+        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
+    ) -> TorchClassifier:
+        """One epoch over ``X``, ``y``; ``classes`` (all labels) is required on the first call."""
+        if not hasattr(self, "module_") and classes is None and type_of_target(_host(y)) != "multilabel-indicator":
+            raise ValueError("the first call to partial_fit needs classes=, every label y may ever hold")
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _encode_targets(
+        self, y: NDArray, dtype: np.dtype[Any], *, keep: bool, incremental: bool, classes: Any
+    ) -> tuple[NDArray, str]:
+        check_classification_targets(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        multilabel = y.ndim == 2
+        found = np.arange(y.shape[1]) if multilabel else np.unique(y)
+        known = self.classes_ if keep else found if classes is None else np.unique(_host(classes))
+        unknown = np.setdiff1d(found, known)
+        if unknown.size or keep and not incremental and not np.array_equal(found, known):
+            raise ValueError(
+                f"y has the labels {found}, but the model's classes are {known}; warm_start and "
+                f"partial_fit keep the classes of the first fit (pass every label as classes=)"
+            )
+        if len(known) < 2:
+            raise ValueError(f"y has only one class ({known}); a classifier needs at least two classes")
+        self.classes_ = known
+        if multilabel:
+            return y.astype(dtype), "logistic"
+        if len(known) == 2:  # one logistic output, as in MLP
+            return (y == known[1]).astype(dtype)[:, None], "logistic"
+        return np.searchsorted(known, y), "softmax"
+
+    def _per_sample_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.ndim == 1:
+            return F.cross_entropy(raw, target, reduction="none")
+        return F.binary_cross_entropy_with_logits(raw, target.to(raw.dtype), reduction="none").sum(1)
+
+    def _probabilities(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.out_activation_ == "softmax":
+            return raw.softmax(1)
+        p = raw.sigmoid()
+        return p if self.n_outputs_ > 1 or len(self.classes_) > 2 else torch.cat([1 - p, p], 1)
+
+    def _score_module(
+        self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
+    ) -> float:
+        pred = self.classes_[to_numpy(self._map_chunks(module, X, device, lambda r: self._probabilities(r).argmax(1)))]
+        return float(accuracy_score(y, pred, sample_weight=w))
+
+    def predict_proba(self, X: Any) -> NDArray:
+        """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        return self._forward(X, self._probabilities)
+
+    def predict_log_proba(self, X: Any) -> NDArray:
+        """Log of ``predict_proba``."""
+        check_is_fitted(self)
+        return np.log(self.predict_proba(X))
+
+    def predict(self, X: Any) -> NDArray:
+        """Labels from ``classes_`` (an indicator matrix for multilabel): the argmax of predict_proba."""
+        check_is_fitted(self)
+        if self.out_activation_ == "logistic" and self.n_outputs_ > 1:
+            return (self.predict_proba(X) > 0.5).astype(self.classes_.dtype)
+        labels: NDArray = self.classes_[self._forward(X, lambda raw: self._probabilities(raw).argmax(1))]
+        return labels
+
+
+class TorchRegressor(RegressorMixin, _TorchEstimator):
+    """A regressor training any ``nn.Module`` on squared error or Poisson deviance, one or many outputs.
+
+    Parameters and fitted attributes are MLPRegressor's (see the README); ``module`` builds the
+    network from ``(n_features_in, n_outputs)`` and returns raw predictions (log-means for Poisson).
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
+        *,
+        loss: str = "squared_error",
+        solver: str = "adam",
+        alpha: float = 1e-4,
+        batch_size: int | str = "auto",
+        learning_rate_init: float = 1e-3,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        module: ModuleFactory | None = None,
+        device: Device = None,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate_init=learning_rate_init, max_iter=max_iter, shuffle=shuffle,
+            random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
+            momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, module=module, device=device,
+        )  # fmt: skip
+        self.loss = loss
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    @available_if(_TorchEstimator._has_partial_fit)
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> TorchRegressor:
+        """One epoch over ``X``, ``y``, continuing from the current weights."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _encode_targets(
+        self, y: NDArray, dtype: np.dtype[Any], *, keep: bool, incremental: bool, classes: Any
+    ) -> tuple[NDArray, str]:
+        if self.loss == "poisson" and (y < 0).any():
+            raise ValueError(f"loss='poisson' needs y >= 0; the smallest target is {y.min()}")
+        Y = y.reshape(len(y), -1).astype(dtype, copy=False)  # (n_samples, n_outputs)
+        if keep and Y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {Y.shape[1]} outputs; the fitted model has {self.n_outputs_}")
+        return Y, "exp" if self.loss == "poisson" else "identity"
+
+    def _per_sample_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.loss == "poisson":  # MLP's Poisson deviance / 2, raw being the log-mean
+            return (raw.exp() - target * raw + torch.xlogy(target, target) - target).sum(1)
+        return 0.5 * (raw - target).square().mean(1)
+
+    def _mean(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw.exp() if self.loss == "poisson" else raw
+
+    def _score_module(
+        self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
+    ) -> float:
+        pred = to_numpy(self._map_chunks(module, X, device, self._mean))
+        return float(r2_score(y, pred.reshape(y.shape), sample_weight=w))
+
+    def predict(self, X: Any) -> NDArray:
+        """Predictions (n_samples,) for one output, (n_samples, n_outputs) for several."""
+        check_is_fitted(self)
+        out = self._forward(X, self._mean)
+        return out.ravel() if self.n_outputs_ == 1 else out
+
+
+def _seed(random_state: int | np.random.RandomState | None) -> int:
+    """A seed for the local generator, leaving NumPy's global RandomState untouched."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)  # OS entropy
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+def _host(x: Any) -> Any:
+    """Tensors cross to NumPy through the bridge (a view on the CPU); anything else is left alone."""
+    return to_numpy(x) if isinstance(x, torch.Tensor) else x
+
+
+def _dense(X: Any, rows: Any, device: torch.device) -> torch.Tensor:
+    """Rows of ``X`` as a dense tensor on ``device``; a sparse matrix is densified only for them."""
+    if isinstance(X, torch.Tensor):
+        return X[rows]
+    if isinstance(rows, torch.Tensor):
+        rows = to_numpy(rows.cpu())
+    part = X[rows]
+    return to_tensor(part.toarray() if hasattr(part, "toarray") else part, device=device)
+
+
+def _to_cpu(module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer]:
+    if all(p.is_cpu for p in module.parameters()):
+        return module, optimizer
+    module, optimizer = copy.deepcopy((module, optimizer))
+    module.cpu()  # moves parameters in place, so the optimizer's references stay valid
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                state[key] = value.cpu()
+    return module, optimizer
+
+
+def _warn_not_converged(max_iter: int) -> None:
+    warnings.warn(
+        f"training stopped at max_iter={max_iter} before the loss converged; raise max_iter or tol",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
