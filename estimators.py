@@ -59,6 +59,7 @@ class _TorchEstimator(BaseEstimator):
     t_: int
     _optimizer: torch.optim.Optimizer
     _rng_state: torch.Tensor
+    _global_rng_states: list[torch.Tensor]
 
     def __init__(
         self,
@@ -126,6 +127,18 @@ class _TorchEstimator(BaseEstimator):
     def _fit(
         self: _Estimator, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any = None
     ) -> _Estimator:
+        before = dict(vars(self))
+        try:
+            return self._fit_or_raise(X, y, sample_weight, incremental=incremental, classes=classes)
+        except BaseException:
+            # A failed fit leaves every attribute as it was (validate_data resets n_features_in_ early).
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit_or_raise(
+        self: _Estimator, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any
+    ) -> _Estimator:
         self._check_params()
         keep = (incremental or self.warm_start) and hasattr(self, "module_")
         X_, y_, device = self._validate_X_y(X, y, reset=not keep)
@@ -144,21 +157,28 @@ class _TorchEstimator(BaseEstimator):
             X_, Y, w, val = self._split_validation(X_, Y, y_, w, generator)
         self.n_outputs_ = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
         self.out_activation_ = out_activation
-        # A module's own constructor and layers (dropout) draw from torch's global generator; the fork
-        # gives them a seed from random_state and restores the caller's state on exit.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
+        # A module's own constructor and layers (dropout) draw from torch's global generator. The fork
+        # hands them a stream seeded from random_state, continued across partial_fit calls, and
+        # restores the caller's global state on exit.
+        cuda = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
             if keep:
-                module, optimizer = self.module_.to(device), self._optimizer
+                module = self.module_.to(device)
+                # As in MLP: partial_fit continues the optimizer, a warm-started fit starts a new one.
+                optimizer = self._optimizer if incremental else self._make_optimizer(module)
+                _set_global_rng_states(self._global_rng_states, cuda)
             else:
+                torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
                 module = self._build_module(X_.shape[1], self.n_outputs_, dtype, device, generator)
                 optimizer = self._make_optimizer(module)
             Y_t = to_tensor(Y, device=device)
             w_t = None if w is None else to_tensor(w, device=device)
             X_t = X_ if hasattr(X_, "tocsr") else to_tensor(X_, device=device)
             record = self._train(module, optimizer, X_t, Y_t, w_t, generator, val, incremental, keep)
+            global_states = [torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in cuda)]
         module.eval()  # predict is pure: it relies on eval mode and never toggles it
-        self.module_, self._optimizer, self._rng_state = module, optimizer, generator.get_state()
+        self.module_, self._optimizer = module, optimizer
+        self._rng_state, self._global_rng_states = generator.get_state(), global_states
         for name, value in record.items():
             setattr(self, name, value)
         return self
@@ -313,7 +333,9 @@ class _TorchEstimator(BaseEstimator):
         scores = (list(self.validation_scores_ or []) if keep else []) if self.early_stopping else None
         best_loss = np.inf if not keep or self.best_loss_ is None else self.best_loss_
         best_score = -np.inf if not keep or self.best_validation_score_ is None else self.best_validation_score_
-        best_state, no_improvement = None, 0
+        # Under warm start the current weights are the best validated so far.
+        best_state = copy.deepcopy(module.state_dict()) if keep and scores is not None else None
+        no_improvement = 0
         weight_all = n if w is None else float(w.sum())
         for _ in range(1 if incremental else self.max_iter):
             order = torch.randperm(n, generator=g).to(Y.device) if self.shuffle else None
@@ -338,7 +360,9 @@ class _TorchEstimator(BaseEstimator):
                 )
             if scores is not None:
                 module.eval()
-                score = self._score_module(module, *val, device=Y.device)
+                with np.errstate(all="ignore"):  # diverged predictions score NaN, as in MLP
+                    score = self._score_module(module, *val, device=Y.device)
+                score = score if np.isfinite(score) else np.nan
                 module.train()
                 scores.append(score)
                 no_improvement = no_improvement + 1 if not score >= best_score + self.tol else 0
@@ -382,7 +406,8 @@ class _TorchEstimator(BaseEstimator):
             penalty = self._penalty(module)
             if isinstance(penalty, torch.Tensor):
                 torch.autograd.backward(penalty / weight_all)
-            return torch.tensor((total + float(penalty)) / weight_all)
+                penalty = float(penalty.detach())
+            return torch.tensor((total + penalty) / weight_all)
 
         loss = float(optimizer.step(closure))  # type: ignore[arg-type]  # LBFGS returns the closure's loss
         n_iter = int(optimizer.state[next(iter(module.parameters()))].get("n_iter", 0))
@@ -489,8 +514,10 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     def _score_module(
         self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
     ) -> float:
-        pred = self.classes_[to_numpy(self._map_chunks(module, X, device, lambda r: self._probabilities(r).argmax(1)))]
-        return float(accuracy_score(y, pred, sample_weight=w))
+        proba = to_numpy(self._map_chunks(module, X, device, self._probabilities))
+        if not np.isfinite(proba).all():
+            return np.nan
+        return float(accuracy_score(y, self.classes_[proba.argmax(1)], sample_weight=w))
 
     def predict_proba(self, X: Any) -> NDArray:
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
@@ -587,6 +614,8 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
     ) -> float:
         pred = to_numpy(self._map_chunks(module, X, device, self._mean))
+        if not np.isfinite(pred).all():
+            return np.nan
         return float(r2_score(y, pred.reshape(y.shape), sample_weight=w))
 
     def predict(self, X: Any) -> NDArray:
@@ -628,6 +657,12 @@ def _to_cpu(module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Mod
             if isinstance(value, torch.Tensor):
                 state[key] = value.cpu()
     return module, optimizer
+
+
+def _set_global_rng_states(states: list[torch.Tensor], cuda: list[torch.device]) -> None:
+    torch.set_rng_state(states[0])
+    for state, device in zip(states[1:], cuda):  # a model trained on the CPU has no CUDA state
+        torch.cuda.set_rng_state(state, device)
 
 
 def _warn_not_converged(max_iter: int) -> None:
