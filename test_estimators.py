@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import gc
 import io
 import pickle
+import tracemalloc
 import warnings
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -434,3 +437,24 @@ def test_cuda_training_and_a_device_free_pickle() -> None:
     assert_allclose(restored.predict_proba(X), clf.predict_proba(X), rtol=1e-5)
     on_gpu = TorchClassifier(**TINY).fit(torch.from_numpy(X).cuda(), y)  # device=None follows X
     assert next(on_gpu.module_.parameters()).is_cuda
+
+
+@quiet
+def test_float32_c_contiguous_X_is_never_copied_nor_kept() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 50)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    clf = TorchClassifier(max_iter=1, hidden_layer_sizes=(16,), random_state=0)
+    clf.fit(X[:100], y[:100])  # first use imports parts of torch; keep those out of the count
+    tracemalloc.start()  # NumPy reports its allocations to tracemalloc; a copy of X would show
+    try:
+        clf.fit(X, y)
+        clf.predict_proba(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.25 * X.nbytes
+    seen = weakref.ref(X)
+    del X
+    gc.collect()
+    assert seen() is None, "the estimator kept a reference to X"
