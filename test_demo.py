@@ -1,0 +1,44 @@
+"""demo.py's building blocks, run small, and every Python block of the README, run as written."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+from sklearn.datasets import load_iris
+
+import demo
+
+README = pathlib.Path(__file__).with_name("README.md").read_text()
+
+
+def test_classifier_and_regressor_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    demo.compare_classifiers(max_iter=3, datasets={"iris": load_iris})
+    demo.compare_regressors(max_iter=3)
+    out = capsys.readouterr().out
+    assert "iris" in out and "TorchClassifier" in out and "Ridge" in out
+
+
+def test_grid_search_reports_the_best_parameters() -> None:
+    best = demo.grid_search(max_iter=3)
+    assert set(best) == {"torchclassifier__hidden_layer_sizes", "torchclassifier__alpha"}
+
+
+def test_custom_module_and_bridge_tour(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0.0 <= demo.custom_module(max_iter=2) <= 1.0
+    demo.bridge_tour()
+    out = capsys.readouterr().out
+    assert "shares memory: True (zero copy)" in out and "shares memory: False" in out
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("block", re.findall(r"```python\n(.*?)```", README, re.S))
+def test_readme_python_blocks_run(block: str) -> None:
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_readme_quickstart_matches_ci() -> None:
+    ci = pathlib.Path(__file__).with_name(".ci").joinpath("run").read_text()
+    commands = re.findall(r"```bash\n(.*?)```", README, re.S)[0].strip().splitlines()
+    assert commands[-1] in ci.splitlines(), "CI must run the README's test command verbatim"
