@@ -172,9 +172,8 @@ class _TorchEstimator(BaseEstimator):
                 module = self._build_module(X_.shape[1], self.n_outputs_, dtype, device, generator)
                 optimizer = self._make_optimizer(module)
             Y_t = to_tensor(Y, device=device)
-            w_t = None if w is None else to_tensor(w, device=device)
             X_t = X_ if hasattr(X_, "tocsr") else to_tensor(X_, device=device)
-            record = self._train(module, optimizer, X_t, Y_t, w_t, generator, val, incremental, keep)
+            record = self._train(module, optimizer, X_t, Y_t, w, generator, val, incremental, keep)
             global_states = [torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in cuda)]
         module.eval()  # predict is pure: it relies on eval mode and never toggles it
         self.module_, self._optimizer = module, optimizer
@@ -286,42 +285,39 @@ class _TorchEstimator(BaseEstimator):
         return nn.Sequential(*layers[:-1])  # no activation after the output layer
 
     def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
-        params = list(module.parameters())
         if self.solver == "lbfgs":
             return torch.optim.LBFGS(
-                params, lr=1, max_iter=self.max_iter, tolerance_grad=self.tol, tolerance_change=0.0,
-                line_search_fn="strong_wolfe",
+                module.parameters(), lr=1, max_iter=self.max_iter, tolerance_grad=self.tol,
+                tolerance_change=0.0, line_search_fn="strong_wolfe",
             )  # fmt: skip
+        # Group 0 holds the weight matrices: the L2 penalty reaches them as weight decay (see _train).
+        matrices = [p for p in module.parameters() if p.ndim > 1]
+        others = [p for p in module.parameters() if p.ndim <= 1]
+        groups = [{"params": matrices}, {"params": others}]
+        fused = all(p.is_floating_point() for p in module.parameters())  # one kernel per step
         if self.solver == "sgd":
+            nesterov = self.nesterovs_momentum and self.momentum > 0
             return torch.optim.SGD(
-                params, lr=self.learning_rate_init, momentum=self.momentum,
-                nesterov=self.nesterovs_momentum and self.momentum > 0,
-            )  # fmt: skip
-        return torch.optim.Adam(
-            params, lr=self.learning_rate_init, betas=(self.beta_1, self.beta_2), eps=self.epsilon
-        )
+                groups, lr=self.learning_rate_init, momentum=self.momentum, nesterov=nesterov, fused=fused
+            )
+        betas = (self.beta_1, self.beta_2)
+        return torch.optim.Adam(groups, lr=self.learning_rate_init, betas=betas, eps=self.epsilon, fused=fused)
 
     # --- training ------------------------------------------------------------------------------
 
     def _batch_loss(
         self, module: nn.Module, X: Any, Y: torch.Tensor, w: torch.Tensor | None, rows: Any
-    ) -> tuple[torch.Tensor, torch.Tensor | int]:
-        """(sum of weighted per-sample losses, sum of weights) over the ``rows`` of the data."""
-        losses = self._per_sample_loss(module(_dense(X, rows, Y.device)), Y[rows])
-        if w is None:
-            return losses.sum(), losses.shape[0]
-        return losses @ w[rows], w[rows].sum()
+    ) -> torch.Tensor:
+        """The sum of the (weighted) per-sample losses over the ``rows`` of the data."""
+        return self._loss(module(_dense(X, rows, Y.device)), Y[rows], None if w is None else w[rows])
 
-    def _penalty(self, module: nn.Module) -> torch.Tensor | float:
-        # MLP's L2 term: 0.5 * alpha * ||W||^2 over weight matrices (not biases), divided by the
-        # batch's weight like the data term, so loss_curve_ compares with MLP's.
-        if not self.alpha:
-            return 0.0
-        return 0.5 * self.alpha * sum(p.square().sum() for p in module.parameters() if p.ndim > 1)
+    def _penalty(self, module: nn.Module) -> torch.Tensor:
+        """MLP's L2 term, 0.5 * alpha * ||W||^2 over weight matrices (not biases)."""
+        return 0.5 * self.alpha * sum((p.square().sum() for p in module.parameters() if p.ndim > 1), torch.tensor(0.0))
 
     def _train(
         self, module: nn.Module, optimizer: torch.optim.Optimizer, X: Any, Y: torch.Tensor,
-        w: torch.Tensor | None, g: torch.Generator, val: Any, incremental: bool, keep: bool,
+        w: NDArray | None, g: torch.Generator, val: Any, incremental: bool, keep: bool,
     ) -> dict[str, Any]:  # fmt: skip
         module.train()
         n = X.shape[0]
@@ -336,19 +332,31 @@ class _TorchEstimator(BaseEstimator):
         # Under warm start the current weights are the best validated so far.
         best_state = copy.deepcopy(module.state_dict()) if keep and scores is not None else None
         no_improvement = 0
-        weight_all = n if w is None else float(w.sum())
+        starts = range(0, n, batch)
+        w_t = None if w is None else to_tensor(w, device=Y.device)
+        matrices = optimizer.param_groups[0]
         for _ in range(1 if incremental else self.max_iter):
-            order = torch.randperm(n, generator=g).to(Y.device) if self.shuffle else None
-            total = torch.zeros((), dtype=torch.float64, device=Y.device)
-            for start in range(0, n, batch):
+            order = torch.randperm(n, generator=g) if self.shuffle else None
+            # Each batch's loss is a weighted mean: divided by its weight (MLP's sw_sum), computed here
+            # for the whole epoch at once, on the host, so no step waits on the device.
+            weights = [min(batch, n - start) for start in starts] if w is None else np.add.reduceat(
+                w if order is None else w[to_numpy(order)], starts
+            ).tolist()  # fmt: skip
+            order = None if order is None else order.to(Y.device)
+            losses = []
+            for start, weight in zip(starts, weights):
                 rows = slice(start, start + batch) if order is None else order[start : start + batch]
-                data_loss, weight = self._batch_loss(module, X, Y, w, rows)
-                loss = (data_loss + self._penalty(module)) / weight
+                data_loss = self._batch_loss(module, X, Y, w_t, rows)
+                # The L2 term's gradient, alpha * W / weight, is the optimizer's weight decay.
+                matrices["weight_decay"] = self.alpha / weight
                 optimizer.zero_grad(set_to_none=True)
-                torch.autograd.backward(loss)
+                torch.autograd.backward(data_loss / weight)
                 optimizer.step()
-                total += loss.detach() * weight  # stays on the device: no per-batch sync
-            epoch_loss = float(total) / weight_all
+                losses.append(data_loss.detach())
+            # As MLP reports it: every batch adds the L2 term (here with the epoch's final weights).
+            with torch.no_grad():
+                penalty = float(self._penalty(module)) * len(weights)
+            epoch_loss = (float(torch.stack(losses).sum()) + penalty) / sum(weights)
             n_iter, t = n_iter + 1, t + n
             curve.append(epoch_loss)
             if self.verbose:
@@ -391,23 +399,22 @@ class _TorchEstimator(BaseEstimator):
 
     def _train_lbfgs(
         self, module: nn.Module, optimizer: torch.optim.Optimizer, X: Any, Y: torch.Tensor,
-        w: torch.Tensor | None, n: int,
+        w: NDArray | None, n: int,
     ) -> dict[str, Any]:  # fmt: skip
         weight_all = n if w is None else float(w.sum())
+        w_t = None if w is None else to_tensor(w, device=Y.device)
         step = _CHUNK if hasattr(X, "tocsr") else max(n, 1)  # sparse rows are densified a chunk at a time
 
         def closure() -> torch.Tensor:  # the full-batch loss, its gradient accumulated chunk by chunk
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
             for start in range(0, n, step):
-                data_loss, _ = self._batch_loss(module, X, Y, w, slice(start, start + step))
+                data_loss = self._batch_loss(module, X, Y, w_t, slice(start, start + step))
                 torch.autograd.backward(data_loss / weight_all)
                 total += float(data_loss.detach())
             penalty = self._penalty(module)
-            if isinstance(penalty, torch.Tensor):
-                torch.autograd.backward(penalty / weight_all)
-                penalty = float(penalty.detach())
-            return torch.tensor((total + penalty) / weight_all)
+            torch.autograd.backward(penalty / weight_all)
+            return torch.tensor((total + float(penalty.detach())) / weight_all)
 
         loss = float(optimizer.step(closure))  # type: ignore[arg-type]  # LBFGS returns the closure's loss
         n_iter = int(optimizer.state[next(iter(module.parameters()))].get("n_iter", 0))
@@ -427,9 +434,9 @@ class _TorchEstimator(BaseEstimator):
             return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _forward(self, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> NDArray:
-        device = next(self.module_.parameters(), torch.empty(0)).device
-        X_ = validate_data(self, _host(X), reset=False, accept_sparse="csr", dtype=self._dtype())
-        return to_numpy(self._map_chunks(self.module_, X_, device, fn))
+        weight = next(self.module_.parameters())  # inference runs where the module lives, in its dtype
+        X_ = validate_data(self, _host(X), reset=False, accept_sparse="csr", dtype=numpy_dtype(weight.dtype))
+        return to_numpy(self._map_chunks(self.module_, X_, weight.device, fn))
 
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = super().__getstate__()
@@ -443,7 +450,8 @@ class _TorchEstimator(BaseEstimator):
         """Targets as the loss takes them, and the output activation's name."""
         raise NotImplementedError
 
-    def _per_sample_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _loss(self, raw: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        """The sum over samples of the per-sample loss (weighted by ``w``) of raw outputs."""
         raise NotImplementedError
 
     def _score_module(
@@ -500,10 +508,13 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
             return (y == known[1]).astype(dtype)[:, None], "logistic"
         return np.searchsorted(known, y), "softmax"
 
-    def _per_sample_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if target.ndim == 1:
-            return F.cross_entropy(raw, target, reduction="none")
-        return F.binary_cross_entropy_with_logits(raw, target.to(raw.dtype), reduction="none").sum(1)
+    def _loss(self, raw: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        if target.ndim == 1:  # class indices: softmax cross-entropy
+            if w is None:
+                return F.cross_entropy(raw, target, reduction="sum")
+            return F.cross_entropy(raw, target, reduction="none") @ w
+        weight = None if w is None else w[:, None]  # logistic outputs: their losses add up, as in MLP
+        return F.binary_cross_entropy_with_logits(raw, target, weight=weight, reduction="sum")
 
     def _probabilities(self, raw: torch.Tensor) -> torch.Tensor:
         if self.out_activation_ == "softmax":
@@ -602,10 +613,12 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
             raise ValueError(f"y has {Y.shape[1]} outputs; the fitted model has {self.n_outputs_}")
         return Y, "exp" if self.loss == "poisson" else "identity"
 
-    def _per_sample_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _loss(self, raw: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         if self.loss == "poisson":  # MLP's Poisson deviance / 2, raw being the log-mean
-            return (raw.exp() - target * raw + torch.xlogy(target, target) - target).sum(1)
-        return 0.5 * (raw - target).square().mean(1)
+            per_sample = (raw.exp() - target * raw + torch.xlogy(target, target) - target).sum(1)
+        else:  # half the squared error, averaged over the outputs
+            per_sample = (raw - target).square().mean(1) * 0.5
+        return per_sample.sum() if w is None else per_sample @ w
 
     def _mean(self, raw: torch.Tensor) -> torch.Tensor:
         return raw.exp() if self.loss == "poisson" else raw

@@ -1,0 +1,193 @@
+"""Speed and memory of TorchClassifier next to the alternatives, in one run: ``python bench.py``.
+
+Every contender trains the same network (one hidden layer of 64 ReLU units, Adam, learning rate 1e-3,
+the same batch size and 20 epochs) on the same data. Reported: fit time, test accuracy, predict
+latency for 1 row and 10,000 rows (medians over repeats) with ratios to each alternative, and the peak
+memory of fit and predict on a 1,000,000 x 50 float32 matrix as a multiple of that matrix's size.
+``--quick`` runs a small version (CI runs it as a smoke test). skorch is measured when installed.
+Nothing global is changed: thread counts and the default dtype stay as the caller set them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.datasets import load_digits, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from estimators import TorchClassifier
+
+HIDDEN, LR, SEED = 64, 1e-3, 0
+
+
+class HandLoop:
+    """The tutorial's hand-written loop, done carefully: tensors converted once, randperm slices."""
+
+    def __init__(self, batch_size: int, epochs: int) -> None:
+        self.batch_size, self.epochs = batch_size, epochs
+
+    def fit(self, X: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> HandLoop:
+        X_t, y_t = torch.from_numpy(X), torch.from_numpy(y).long()
+        self.model = nn.Sequential(nn.Linear(X.shape[1], HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, int(y.max()) + 1))
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
+        for _ in range(self.epochs):
+            order = torch.randperm(len(X_t))
+            for start in range(0, len(X_t), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                loss = nn.functional.cross_entropy(self.model(X_t[rows]), y_t[rows])
+                optimizer.zero_grad()
+                torch.autograd.backward(loss)
+                optimizer.step()
+        self.model.eval()
+        return self
+
+    def predict(self, X: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        with torch.inference_mode():
+            labels: np.ndarray[Any, Any] = self.model(torch.from_numpy(X)).argmax(1).numpy()
+        return labels
+
+
+class SkorchNet(nn.Module):
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n_in, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(x)
+        return out
+
+
+def contenders(batch_size: int, epochs: int, n_in: int, n_out: int) -> dict[str, Callable[[], Any]]:
+    common: dict[str, Any] = {"hidden_layer_sizes": (HIDDEN,), "learning_rate_init": LR, "batch_size": batch_size,
+              "max_iter": epochs, "tol": 0.0, "n_iter_no_change": epochs + 1, "random_state": SEED}  # fmt: skip
+    found: dict[str, Callable[[], Any]] = {
+        "TorchClassifier": lambda: TorchClassifier(**common),
+        "hand loop": lambda: HandLoop(batch_size, epochs),
+        "MLPClassifier": lambda: MLPClassifier(**common),
+    }
+    try:
+        from skorch import NeuralNetClassifier
+    except ImportError:
+        return found
+
+    def skorch_net() -> Any:
+        return NeuralNetClassifier(SkorchNet, module__n_in=n_in, module__n_out=n_out, criterion=nn.CrossEntropyLoss,
+                                   optimizer=torch.optim.Adam, lr=LR, max_epochs=epochs, batch_size=batch_size,
+                                   train_split=None, verbose=0, iterator_train__shuffle=True)  # fmt: skip
+
+    found["skorch"] = skorch_net
+    return found
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def speed(name: str, X: Any, y: Any, batch_size: int, epochs: int, repeats: int) -> dict[str, dict[str, float]]:
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=SEED, stratify=y)
+    scaler = StandardScaler().fit(X_train)
+    X_train, X_test = scaler.transform(X_train).astype(np.float32), scaler.transform(X_test).astype(np.float32)
+    y_train = y_train.astype(np.int64)
+    big = np.resize(X_test, (10_000, X.shape[1]))
+    results = {}
+    for label, make in contenders(batch_size, epochs, X.shape[1], int(y.max()) + 1).items():
+        model = make()
+        model.fit(X_train[:64], y_train[:64])  # warm-up: imports and first-call costs are not the subject
+        fit = median_seconds(lambda: model.fit(X_train, y_train), repeats)
+        accuracy = float((model.predict(X_test) == y_test).mean())
+        one = median_seconds(lambda: model.predict(X_test[:1]), 200) * 1e6
+        many = median_seconds(lambda: model.predict(big), 20) * 1e3
+        steps = epochs * -(-len(X_train) // batch_size)
+        results[label] = {"fit s": fit, "us/step": fit / steps * 1e6, "accuracy": accuracy,
+                          "predict 1 row us": one, "predict 10k rows ms": many}  # fmt: skip
+        print(f"  {name} batch {batch_size} {label:<16} fit {fit:6.2f}s ({fit / steps * 1e6:5.0f} us/step) "
+              f"acc {accuracy:.3f}  1 row {one:6.0f} us  10k rows {many:6.1f} ms", flush=True)  # fmt: skip
+    return results
+
+
+def ratios(results: dict[str, dict[str, float]]) -> None:
+    ours = results["TorchClassifier"]
+    for label, theirs in results.items():
+        if label != "TorchClassifier":
+            cells = ", ".join(f"{k} {ours[k] / theirs[k]:.2f}x" for k in ("fit s", "predict 1 row us", "predict 10k rows ms"))
+            print(f"    TorchClassifier / {label}: {cells}")
+
+
+def memory_probe(which: str, rows: int) -> None:
+    """Run in a fresh process: peak resident memory added by fit or predict, over X's size."""
+    rng = np.random.default_rng(SEED)
+    X = rng.standard_normal((rows, 50), dtype=np.float32)
+    y = (X[:, :5].argmax(1)).astype(np.int64)
+    model = (TorchClassifier if which.startswith("torch") else MLPClassifier)(
+        hidden_layer_sizes=(HIDDEN,), max_iter=1, batch_size=200, random_state=SEED
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X[:2000], y[:2000])  # warm-up in the baseline: imports, allocator pools
+        model.predict_proba(X[:5000])
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if which.endswith("fit"):
+            model.fit(X, y)
+        else:
+            model.predict_proba(X)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"ratio": (peak - baseline) / X.nbytes}))
+
+
+def memory(rows: int) -> dict[str, float]:
+    out = {}
+    for which in ("torch fit", "torch predict", "mlp fit", "mlp predict"):
+        done = subprocess.run([sys.executable, __file__, "--memory-probe", which, "--rows", str(rows)],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        out[which] = json.loads(done.stdout.strip().splitlines()[-1])["ratio"]
+        print(f"  peak memory added by {which:<14} {out[which]:.2f}x X's size", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small, fast version (a smoke test)")
+    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the memory test's matrix")
+    args = parser.parse_args()
+    if args.memory_probe:
+        return memory_probe(args.memory_probe, args.rows)
+    epochs, repeats = (2, 1) if args.quick else (20, 3)
+    print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+          f"scikit-learn {sklearn.__version__}, {torch.get_num_threads()} torch threads, {platform.machine()}")  # fmt: skip
+    X_digits, y_digits = load_digits(return_X_y=True)
+    X_synth, y_synth = make_classification(
+        n_samples=2_000 if args.quick else 20_000, n_features=40, n_informative=20, n_classes=5, random_state=SEED
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for name, X, y in (("digits", X_digits, y_digits), ("synthetic", X_synth, y_synth)):
+            for batch_size in (32, 200):
+                ratios(speed(name, X, y, batch_size, epochs, repeats))
+    memory(20_000 if args.quick else args.rows)
+
+
+if __name__ == "__main__":
+    main()
