@@ -114,7 +114,7 @@ def speed(name: str, X: Any, y: Any, batch_size: int, epochs: int, repeats: int)
     results = {}
     for label, make in contenders(batch_size, epochs, X.shape[1], int(y.max()) + 1).items():
         model = make()
-        model.fit(X_train[:64], y_train[:64])  # warm-up: imports and first-call costs are not the subject
+        model.fit(X_train[:256], y_train[:256])  # warm-up: imports and first-call costs are not the subject
         fit = median_seconds(lambda: model.fit(X_train, y_train), repeats)
         accuracy = float((model.predict(X_test) == y_test).mean())
         one = median_seconds(lambda: model.predict(X_test[:1]), 200) * 1e6

@@ -39,7 +39,7 @@ _Estimator = TypeVar("_Estimator", bound="_TorchEstimator")
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity, "logistic": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
 }  # fmt: skip
-_CHUNK = 4096  # rows per inference step: bounds predict's memory whatever n_samples is
+_CHUNK = 16384  # rows per inference step: bounds predict's memory whatever n_samples is
 
 
 class _TorchEstimator(BaseEstimator):
@@ -403,7 +403,7 @@ class _TorchEstimator(BaseEstimator):
     ) -> dict[str, Any]:  # fmt: skip
         weight_all = n if w is None else float(w.sum())
         w_t = None if w is None else to_tensor(w, device=Y.device)
-        step = _CHUNK if hasattr(X, "tocsr") else max(n, 1)  # sparse rows are densified a chunk at a time
+        step = _chunk_rows(X) if hasattr(X, "tocsr") else max(n, 1)  # sparse: densified a chunk at a time
 
         def closure() -> torch.Tensor:  # the full-batch loss, its gradient accumulated chunk by chunk
             optimizer.zero_grad(set_to_none=True)
@@ -427,11 +427,20 @@ class _TorchEstimator(BaseEstimator):
 
     # --- inference -------------------------------------------------------------------------------
 
-    def _map_chunks(self, module: nn.Module, X: Any, device: torch.device, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def _map_chunks(
+        self, module: nn.Module, X: Any, device: torch.device, fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """``fn(module(rows))`` over ``X`` in chunks of rows, under inference mode."""
+        n, step = X.shape[0], _chunk_rows(X)
         with torch.inference_mode():
-            parts = [fn(module(_dense(X, slice(i, i + _CHUNK), device))) for i in range(0, X.shape[0], _CHUNK)]
-            return parts[0] if len(parts) == 1 else torch.cat(parts)
+            out = fn(module(_dense(X, slice(0, step), device)))
+            if n > step:
+                # One output buffer, filled in place: a list of small chunk results, concatenated at
+                # the end, would fragment the heap and raise peak memory several times over.
+                out = torch.cat([out, out.new_empty((n - len(out), *out.shape[1:]))])
+                for start in range(step, n, step):
+                    out[start : start + step] = fn(module(_dense(X, slice(start, start + step), device)))
+            return out
 
     def _forward(self, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> NDArray:
         weight = next(self.module_.parameters())  # inference runs where the module lives, in its dtype
@@ -658,6 +667,11 @@ def _dense(X: Any, rows: Any, device: torch.device) -> torch.Tensor:
         rows = to_numpy(rows.cpu())
     part = X[rows]
     return to_tensor(part.toarray() if hasattr(part, "toarray") else part, device=device)
+
+
+def _chunk_rows(X: Any) -> int:
+    """Rows per chunk: _CHUNK, fewer for a sparse matrix so a densified chunk stays near 16 MiB."""
+    return max(1, min(_CHUNK, 2**22 // max(X.shape[1], 1))) if hasattr(X, "tocsr") else _CHUNK
 
 
 def _to_cpu(module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer]:

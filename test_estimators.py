@@ -458,3 +458,13 @@ def test_float32_c_contiguous_X_is_never_copied_nor_kept() -> None:
     del X
     gc.collect()
     assert seen() is None, "the estimator kept a reference to X"
+
+
+@quiet
+def test_chunked_inference_equals_row_blocks() -> None:
+    X, y = blobs(n=40_000, n_features=3)  # more rows than one inference chunk
+    clf = TorchClassifier(**TINY).fit(X[:200], y[:200])
+    whole = clf.predict_proba(X)
+    assert_allclose(whole, np.concatenate([clf.predict_proba(X[i : i + 999]) for i in range(0, len(X), 999)]))
+    sparse = scipy.sparse.csr_matrix(X)
+    assert_allclose(clf.predict_proba(sparse), whole)
