@@ -1,9 +1,11 @@
-"""demo.py's building blocks, run small, and every Python block of the README, run as written."""
+"""demo.py's building blocks run small, every Python block of the README, and bench.py --quick."""
 
 from __future__ import annotations
 
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 from sklearn.datasets import load_iris
@@ -42,3 +44,11 @@ def test_readme_quickstart_matches_ci() -> None:
     ci = pathlib.Path(__file__).with_name(".ci").joinpath("run").read_text()
     commands = re.findall(r"```bash\n(.*?)```", README, re.S)[0].strip().splitlines()
     assert commands[-1] in ci.splitlines(), "CI must run the README's test command verbatim"
+
+
+def test_bench_quick_runs() -> None:
+    """A smoke test only: speed is never asserted, the machines are noisy."""
+    bench = pathlib.Path(__file__).with_name("bench.py")
+    done = subprocess.run([sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "TorchClassifier / MLPClassifier" in done.stdout and "peak memory added by torch fit" in done.stdout
