@@ -346,6 +346,8 @@ class _TorchEstimator(BaseEstimator):
             order = None if order is None else order.to(Y.device)
             losses = []
             for start, weight in zip(starts, weights):
+                if weight == 0:  # every sample weighs nothing: there is nothing to learn from this batch
+                    continue
                 rows = slice(start, start + batch) if order is None else order[start : start + batch]
                 data_loss = self._batch_loss(module, X, Y, w_t, rows)
                 # The L2 term's gradient, alpha * W / weight, is the optimizer's weight decay.
@@ -357,7 +359,7 @@ class _TorchEstimator(BaseEstimator):
                 losses.append(data_loss.detach())
             # As MLP reports it: every batch adds the L2 term (here with the epoch's final weights).
             with torch.no_grad():
-                penalty = float(self._penalty(module)) * len(weights)
+                penalty = float(self._penalty(module)) * len(losses)
             epoch_loss = (float(torch.stack(losses).sum()) + penalty) / sum(weights)
             n_iter, t = n_iter + 1, t + n
             curve.append(epoch_loss)
@@ -415,7 +417,8 @@ class _TorchEstimator(BaseEstimator):
                 torch.autograd.backward(data_loss / weight_all)
                 total += float(data_loss.detach())
             penalty = self._penalty(module)
-            torch.autograd.backward(penalty / weight_all)
+            if penalty.requires_grad:  # False only for a module without weight matrices
+                torch.autograd.backward(penalty / weight_all)
             return torch.tensor((total + float(penalty.detach())) / weight_all)
 
         loss = float(optimizer.step(closure))  # type: ignore[arg-type]  # LBFGS returns the closure's loss

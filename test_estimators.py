@@ -468,3 +468,12 @@ def test_chunked_inference_equals_row_blocks() -> None:
     assert_allclose(whole, np.concatenate([clf.predict_proba(X[i : i + 999]) for i in range(0, len(X), 999)]))
     sparse = scipy.sparse.csr_matrix(X)
     assert_allclose(clf.predict_proba(sparse), whole)
+
+
+@quiet
+def test_batches_whose_weights_are_all_zero_are_skipped() -> None:
+    X, y = blobs(n=12, n_classes=2)
+    w = np.ones(12)
+    w[:4] = 0.0  # with batch_size=2 and no shuffling, the first two batches weigh nothing
+    clf = TorchClassifier(**{**TINY, "batch_size": 2, "shuffle": False}).fit(X, y, sample_weight=w)
+    assert np.isfinite(clf.loss_curve_).all() and np.isfinite(clf.predict_proba(X)).all()
