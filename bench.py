@@ -20,6 +20,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,9 @@ class HandLoop:
 
     def fit(self, X: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> HandLoop:
         X_t, y_t = torch.from_numpy(X), torch.from_numpy(y).long()
-        self.model = nn.Sequential(nn.Linear(X.shape[1], HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, int(y.max()) + 1))
+        self.model = nn.Sequential(
+            nn.Linear(X.shape[1], HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, int(y.max()) + 1)
+        )
         optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
         for _ in range(self.epochs):
             order = torch.randperm(len(X_t))
@@ -75,8 +78,15 @@ class SkorchNet(nn.Module):
 
 
 def contenders(batch_size: int, epochs: int, n_in: int, n_out: int) -> dict[str, Callable[[], Any]]:
-    common: dict[str, Any] = {"hidden_layer_sizes": (HIDDEN,), "learning_rate_init": LR, "batch_size": batch_size,
-              "max_iter": epochs, "tol": 0.0, "n_iter_no_change": epochs + 1, "random_state": SEED}  # fmt: skip
+    common: dict[str, Any] = {
+        "hidden_layer_sizes": (HIDDEN,),
+        "learning_rate_init": LR,
+        "batch_size": batch_size,
+        "max_iter": epochs,
+        "tol": 0.0,
+        "n_iter_no_change": epochs + 1,
+        "random_state": SEED,
+    }
     found: dict[str, Callable[[], Any]] = {
         "TorchClassifier": lambda: TorchClassifier(**common),
         "hand loop": lambda: HandLoop(batch_size, epochs),
@@ -88,9 +98,19 @@ def contenders(batch_size: int, epochs: int, n_in: int, n_out: int) -> dict[str,
         return found
 
     def skorch_net() -> Any:
-        return NeuralNetClassifier(SkorchNet, module__n_in=n_in, module__n_out=n_out, criterion=nn.CrossEntropyLoss,
-                                   optimizer=torch.optim.Adam, lr=LR, max_epochs=epochs, batch_size=batch_size,
-                                   train_split=None, verbose=0, iterator_train__shuffle=True)  # fmt: skip
+        return NeuralNetClassifier(
+            SkorchNet,
+            module__n_in=n_in,
+            module__n_out=n_out,
+            criterion=nn.CrossEntropyLoss,
+            optimizer=torch.optim.Adam,
+            lr=LR,
+            max_epochs=epochs,
+            batch_size=batch_size,
+            train_split=None,
+            verbose=0,
+            iterator_train__shuffle=True,
+        )
 
     found["skorch"] = skorch_net
     return found
@@ -105,30 +125,45 @@ def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def speed(name: str, X: Any, y: Any, batch_size: int, epochs: int, repeats: int) -> dict[str, dict[str, float]]:
+def speed(
+    name: str, X: Any, y: Any, batch_size: int, epochs: int, repeats: int
+) -> dict[str, dict[str, float]]:
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=SEED, stratify=y)
     scaler = StandardScaler().fit(X_train)
-    X_train, X_test = scaler.transform(X_train).astype(np.float32), scaler.transform(X_test).astype(np.float32)
+    X_train, X_test = (
+        scaler.transform(X_train).astype(np.float32),
+        scaler.transform(X_test).astype(np.float32),
+    )
     y_train = y_train.astype(np.int64)
     big = np.resize(X_test, (10_000, X.shape[1]))
-    models = {label: make() for label, make in contenders(batch_size, epochs, X.shape[1], int(y.max()) + 1).items()}
+    models = {
+        label: make() for label, make in contenders(batch_size, epochs, X.shape[1], int(y.max()) + 1).items()
+    }
     fit_times: dict[str, list[float]] = {label: [] for label in models}
     for model in models.values():
         model.fit(X_train[:256], y_train[:256])  # warm-up: imports and first-call costs are not the subject
     for _ in range(repeats):  # round robin, so that drift in a noisy machine's speed hits all alike
         for label, model in models.items():
-            fit_times[label].append(median_seconds(lambda: model.fit(X_train, y_train), 1))
+            fit_times[label].append(median_seconds(partial(model.fit, X_train, y_train), 1))
     results = {}
     for label, model in models.items():
         fit = statistics.median(fit_times[label])
         accuracy = float((model.predict(X_test) == y_test).mean())
-        one = median_seconds(lambda: model.predict(X_test[:1]), 200) * 1e6
-        many = median_seconds(lambda: model.predict(big), 20) * 1e3
+        one = median_seconds(partial(model.predict, X_test[:1]), 200) * 1e6
+        many = median_seconds(partial(model.predict, big), 20) * 1e3
         steps = epochs * -(-len(X_train) // batch_size)
-        results[label] = {"fit s": fit, "us/step": fit / steps * 1e6, "accuracy": accuracy,
-                          "predict 1 row us": one, "predict 10k rows ms": many}  # fmt: skip
-        print(f"  {name} batch {batch_size} {label:<16} fit {fit:6.2f}s ({fit / steps * 1e6:5.0f} us/step) "
-              f"acc {accuracy:.3f}  1 row {one:6.0f} us  10k rows {many:6.1f} ms", flush=True)  # fmt: skip
+        results[label] = {
+            "fit s": fit,
+            "us/step": fit / steps * 1e6,
+            "accuracy": accuracy,
+            "predict 1 row us": one,
+            "predict 10k rows ms": many,
+        }
+        print(
+            f"  {name} batch {batch_size} {label:<16} fit {fit:6.2f}s ({fit / steps * 1e6:5.0f} us/step) "
+            f"acc {accuracy:.3f}  1 row {one:6.0f} us  10k rows {many:6.1f} ms",
+            flush=True,
+        )
     return results
 
 
@@ -136,7 +171,10 @@ def ratios(results: dict[str, dict[str, float]]) -> None:
     ours = results["TorchClassifier"]
     for label, theirs in results.items():
         if label != "TorchClassifier":
-            cells = ", ".join(f"{k} {ours[k] / theirs[k]:.2f}x" for k in ("fit s", "predict 1 row us", "predict 10k rows ms"))
+            cells = ", ".join(
+                f"{k} {ours[k] / theirs[k]:.2f}x"
+                for k in ("fit s", "predict 1 row us", "predict 10k rows ms")
+            )
             print(f"    TorchClassifier / {label}: {cells}")
 
 
@@ -164,8 +202,12 @@ def memory_probe(which: str, rows: int) -> None:
 def memory(rows: int) -> dict[str, float]:
     out = {}
     for which in ("torch fit", "torch predict", "mlp fit", "mlp predict"):
-        done = subprocess.run([sys.executable, __file__, "--memory-probe", which, "--rows", str(rows)],
-                              capture_output=True, text=True, check=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, __file__, "--memory-probe", which, "--rows", str(rows)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         out[which] = json.loads(done.stdout.strip().splitlines()[-1])["ratio"]
         print(f"  peak memory added by {which:<14} {out[which]:.2f}x X's size", flush=True)
     return out
@@ -180,11 +222,17 @@ def main() -> None:
     if args.memory_probe:
         return memory_probe(args.memory_probe, args.rows)
     epochs, repeats = (2, 1) if args.quick else (20, 5)
-    print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
-          f"scikit-learn {sklearn.__version__}, {torch.get_num_threads()} torch threads, {platform.machine()}")  # fmt: skip
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+        f"scikit-learn {sklearn.__version__}, {torch.get_num_threads()} torch threads, {platform.machine()}"
+    )
     X_digits, y_digits = load_digits(return_X_y=True)
     X_synth, y_synth = make_classification(
-        n_samples=2_000 if args.quick else 20_000, n_features=40, n_informative=20, n_classes=5, random_state=SEED
+        n_samples=2_000 if args.quick else 20_000,
+        n_features=40,
+        n_informative=20,
+        n_classes=5,
+        random_state=SEED,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -42,14 +42,20 @@ NDArray: TypeAlias = npt.NDArray[Any]
 
 _NUMPY_BY_TORCH: dict[torch.dtype, np.dtype[Any]] = {
     torch.bool: np.dtype(np.bool_),
-    torch.int8: np.dtype(np.int8), torch.int16: np.dtype(np.int16),
-    torch.int32: np.dtype(np.int32), torch.int64: np.dtype(np.int64),
-    torch.uint8: np.dtype(np.uint8), torch.uint16: np.dtype(np.uint16),
-    torch.uint32: np.dtype(np.uint32), torch.uint64: np.dtype(np.uint64),
-    torch.float16: np.dtype(np.float16), torch.float32: np.dtype(np.float32),
+    torch.int8: np.dtype(np.int8),
+    torch.int16: np.dtype(np.int16),
+    torch.int32: np.dtype(np.int32),
+    torch.int64: np.dtype(np.int64),
+    torch.uint8: np.dtype(np.uint8),
+    torch.uint16: np.dtype(np.uint16),
+    torch.uint32: np.dtype(np.uint32),
+    torch.uint64: np.dtype(np.uint64),
+    torch.float16: np.dtype(np.float16),
+    torch.float32: np.dtype(np.float32),
     torch.float64: np.dtype(np.float64),
-    torch.complex64: np.dtype(np.complex64), torch.complex128: np.dtype(np.complex128),
-}  # fmt: skip
+    torch.complex64: np.dtype(np.complex64),
+    torch.complex128: np.dtype(np.complex128),
+}
 # Either byte order of a NumPy dtype finds its torch dtype; the copy path swaps the bytes.
 _TORCH_BY_NUMPY: dict[np.dtype[Any], torch.dtype] = {
     swapped: t for t, d in _NUMPY_BY_TORCH.items() for swapped in (d.newbyteorder("<"), d.newbyteorder(">"))
@@ -160,8 +166,11 @@ def to_numpy(
             view.flags.writeable = False
         return view
     # copy=True when nothing else copies; resolve_conj/resolve_neg return t itself when no bit is set.
-    fresh = t.detach().resolve_conj().resolve_neg().to(
-        device=_CPU, dtype=target, memory_format=torch.contiguous_format, copy=problem is None
+    fresh = (
+        t.detach()
+        .resolve_conj()
+        .resolve_neg()
+        .to(device=_CPU, dtype=target, memory_format=torch.contiguous_format, copy=problem is None)
     )
     out: NDArray = fresh.numpy()
     return out
@@ -276,7 +285,7 @@ def _export_problem(t: torch.Tensor, target: torch.dtype) -> str | None:
 def _is_expanded(t: torch.Tensor) -> bool:
     """Whether some element of ``t`` is reachable at two indices (a 0 stride on a dimension > 1)."""
     strides = t.stride()
-    return 0 in strides and any(st == 0 and n > 1 for st, n in zip(strides, t.shape))
+    return 0 in strides and any(st == 0 and n > 1 for st, n in zip(strides, t.shape, strict=True))
 
 
 def _byte_view(x: torch.Tensor | NDArray) -> tuple[torch.device, NDArray]:

@@ -27,7 +27,12 @@ from torch import nn
 from bridge import shares_memory, to_numpy, to_tensor
 from estimators import TorchClassifier, TorchRegressor
 
-CLASSIFICATION = {"iris": load_iris, "wine": load_wine, "breast_cancer": load_breast_cancer, "digits": load_digits}
+CLASSIFICATION = {
+    "iris": load_iris,
+    "wine": load_wine,
+    "breast_cancer": load_breast_cancer,
+    "digits": load_digits,
+}
 SEED = 0
 
 
@@ -36,10 +41,16 @@ def cross_validated(model: Any, X: Any, y: Any, cv: Any) -> tuple[float, float, 
     with warnings.catch_warnings():  # the demo caps epochs to stay fast; converged or not, we report
         warnings.simplefilter("ignore", ConvergenceWarning)
         result = cross_validate(model, X, y, cv=cv)
-    return float(result["test_score"].mean()), float(result["test_score"].std()), float(result["fit_time"].mean())
+    return (
+        float(result["test_score"].mean()),
+        float(result["test_score"].std()),
+        float(result["fit_time"].mean()),
+    )
 
 
-def compare_classifiers(max_iter: int = 200, datasets: dict[str, Callable[..., Any]] = CLASSIFICATION) -> None:
+def compare_classifiers(
+    max_iter: int = 200, datasets: dict[str, Callable[..., Any]] = CLASSIFICATION
+) -> None:
     """TorchClassifier next to MLPClassifier and LogisticRegression: accuracy and fit time."""
     models = {
         "TorchClassifier": TorchClassifier(max_iter=max_iter, random_state=SEED),
@@ -63,7 +74,9 @@ def compare_regressors(max_iter: int = 200) -> None:
     X, y = load_diabetes(return_X_y=True)
 
     def scaled(model: Any) -> Any:  # networks train best on a standardised target
-        return TransformedTargetRegressor(make_pipeline(StandardScaler(), model), transformer=StandardScaler())
+        return TransformedTargetRegressor(
+            make_pipeline(StandardScaler(), model), transformer=StandardScaler()
+        )
 
     models = {
         "TorchRegressor": scaled(TorchRegressor(max_iter=max_iter, random_state=SEED)),
@@ -80,7 +93,10 @@ def compare_regressors(max_iter: int = 200) -> None:
 def grid_search(max_iter: int = 100) -> dict[str, Any]:
     """An MLP-style parameter grid, searched in two worker processes."""
     X, y = load_breast_cancer(return_X_y=True)
-    grid = {"torchclassifier__hidden_layer_sizes": [(16,), (64,)], "torchclassifier__alpha": [1e-4, 1e-1]}
+    grid = {
+        "torchclassifier__hidden_layer_sizes": [(16,), (64,)],
+        "torchclassifier__alpha": [1e-4, 1e-1],
+    }
     pipe = make_pipeline(StandardScaler(), TorchClassifier(max_iter=max_iter, random_state=SEED))
     search = GridSearchCV(pipe, grid, cv=3, n_jobs=2)
     print("\n3. GridSearchCV on breast_cancer, n_jobs=2")
@@ -111,7 +127,10 @@ def custom_module(max_iter: int = 50) -> float:
     X, y = load_digits(return_X_y=True)
     model = TorchClassifier(module=PixelMixer, learning_rate_init=3e-3, max_iter=max_iter, random_state=SEED)
     mean, std, seconds = cross_validated(make_pipeline(StandardScaler(), model), X, y, StratifiedKFold(5))
-    print(f"\n4. A custom module (PixelMixer) on digits: accuracy {mean:.3f} ± {std:.3f} ({seconds:.2f}s per fit)")
+    print(
+        f"\n4. A custom module (PixelMixer) on digits: accuracy {mean:.3f} ± {std:.3f} "
+        f"({seconds:.2f}s per fit)"
+    )
     return mean
 
 
@@ -122,12 +141,16 @@ def bridge_tour() -> None:
     t = to_tensor(a)
     print(f"to_tensor(writable float32 array) shares memory: {shares_memory(t, a)} (zero copy)")
     frozen = np.frombuffer(b"\x00" * 24, dtype=np.float32)
-    print(f"to_tensor(np.frombuffer(bytes)) shares memory: {shares_memory(to_tensor(frozen), frozen)} "
-          "(read-only memory is copied, never aliased writable)")  # fmt: skip
+    print(
+        f"to_tensor(np.frombuffer(bytes)) shares memory: {shares_memory(to_tensor(frozen), frozen)} "
+        "(read-only memory is copied, never aliased writable)"
+    )
     w = torch.ones(3, requires_grad=True)
     view = to_numpy(w)
-    print(f"to_numpy(requires_grad tensor): shares {shares_memory(view, w)}, writable {view.flags.writeable} "
-          "(a NumPy write cannot corrupt autograd)")  # fmt: skip
+    print(
+        f"to_numpy(requires_grad tensor): shares {shares_memory(view, w)}, writable {view.flags.writeable} "
+        "(a NumPy write cannot corrupt autograd)"
+    )
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ NumPy's global random state, thread count or default dtype; predict is pure and 
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
@@ -37,8 +38,11 @@ __all__ = ["TorchClassifier", "TorchRegressor"]
 ModuleFactory: TypeAlias = Callable[[int, int], nn.Module]
 _Estimator = TypeVar("_Estimator", bound="_TorchEstimator")
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "identity": nn.Identity, "logistic": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
-}  # fmt: skip
+    "identity": nn.Identity,
+    "logistic": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+}
 _CHUNK = 16384  # rows per inference step: bounds predict's memory whatever n_samples is
 
 
@@ -125,7 +129,13 @@ class _TorchEstimator(BaseEstimator):
     # --- fit: validate -> seed -> build -> train -> record ---------------------------------------
 
     def _fit(
-        self: _Estimator, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any = None
+        self: _Estimator,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        *,
+        incremental: bool,
+        classes: Any = None,
     ) -> _Estimator:
         before = dict(vars(self))
         try:
@@ -187,13 +197,17 @@ class _TorchEstimator(BaseEstimator):
         positive = (lambda v: v > 0, "> 0")
         at_least_0 = (lambda v: v >= 0, ">= 0")
         checks: dict[str, tuple[type | tuple[type, ...], tuple[Callable[[Any], bool], str]]] = {
-            "alpha": (Real, at_least_0), "learning_rate_init": (Real, positive),
-            "max_iter": (Integral, positive), "tol": (Real, at_least_0), "momentum": (Real, in_unit),
+            "alpha": (Real, at_least_0),
+            "learning_rate_init": (Real, positive),
+            "max_iter": (Integral, positive),
+            "tol": (Real, at_least_0),
+            "momentum": (Real, in_unit),
             "validation_fraction": (Real, (lambda v: 0 < v < 1, "in (0, 1)")),
             "beta_1": (Real, (lambda v: 0 <= v < 1, "in [0, 1)")),
             "beta_2": (Real, (lambda v: 0 <= v < 1, "in [0, 1)")),
-            "epsilon": (Real, positive), "n_iter_no_change": (Integral, positive),
-        }  # fmt: skip
+            "epsilon": (Real, positive),
+            "n_iter_no_change": (Integral, positive),
+        }
         for name, (kind, (ok, want)) in checks.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind):
@@ -212,7 +226,9 @@ class _TorchEstimator(BaseEstimator):
         if not (self.batch_size == "auto" or isinstance(self.batch_size, Integral) and self.batch_size > 0):
             raise ValueError(f"batch_size must be 'auto' or an int > 0, got {self.batch_size!r}")
         if self.module is not None and not callable(self.module):
-            raise TypeError(f"module must be a callable (n_features_in, n_outputs) -> nn.Module, got {self.module!r}")
+            raise TypeError(
+                f"module must be a callable (n_features_in, n_outputs) -> nn.Module, got {self.module!r}"
+            )
 
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes  # an int is one hidden layer, as in MLP
@@ -223,15 +239,23 @@ class _TorchEstimator(BaseEstimator):
         X, y = _host(X), _host(y)
         dtype = (np.float64, np.float32) if reset else self._dtype()
         X_, y_ = validate_data(
-            self, X, y, reset=reset, accept_sparse="csr", dtype=dtype, multi_output=True,
+            self,
+            X,
+            y,
+            reset=reset,
+            accept_sparse="csr",
+            dtype=dtype,
+            multi_output=True,
             y_numeric=not is_classifier(self),
-        )  # fmt: skip
+        )
         return X_, y_, device
 
     def _resolve_device(self, X: Any) -> torch.device:
-        device = torch.device(self.device) if self.device is not None else (
-            X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
-        )  # fmt: skip
+        device = (
+            torch.device(self.device)
+            if self.device is not None
+            else (X.device if isinstance(X, torch.Tensor) else torch.device("cpu"))
+        )
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={self.device!r} asks for CUDA, which is not available here; use 'cpu'")
         return device
@@ -274,7 +298,7 @@ class _TorchEstimator(BaseEstimator):
             return module.to(device=device, dtype=dtype)
         sizes = [n_in, *self._hidden_sizes(), n_out]
         layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(sizes, sizes[1:]):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             layer = nn.Linear(fan_in, fan_out, device="meta", dtype=dtype).to_empty(device=device)
             # MLP's Glorot-uniform initialisation, drawn from the local generator only.
             bound = ((2.0 if self.activation == "logistic" else 6.0) / (fan_in + fan_out)) ** 0.5
@@ -287,9 +311,13 @@ class _TorchEstimator(BaseEstimator):
     def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
         if self.solver == "lbfgs":
             return torch.optim.LBFGS(
-                module.parameters(), lr=1, max_iter=self.max_iter, tolerance_grad=self.tol,
-                tolerance_change=0.0, line_search_fn="strong_wolfe",
-            )  # fmt: skip
+                module.parameters(),
+                lr=1,
+                max_iter=self.max_iter,
+                tolerance_grad=self.tol,
+                tolerance_change=0.0,
+                line_search_fn="strong_wolfe",
+            )
         # Group 0 holds the weight matrices: the L2 penalty reaches them as weight decay (see _train).
         matrices = [p for p in module.parameters() if p.ndim > 1]
         others = [p for p in module.parameters() if p.ndim <= 1]
@@ -298,10 +326,16 @@ class _TorchEstimator(BaseEstimator):
         if self.solver == "sgd":
             nesterov = self.nesterovs_momentum and self.momentum > 0
             return torch.optim.SGD(
-                groups, lr=self.learning_rate_init, momentum=self.momentum, nesterov=nesterov, fused=fused
+                groups,
+                lr=self.learning_rate_init,
+                momentum=self.momentum,
+                nesterov=nesterov,
+                fused=fused,
             )
         betas = (self.beta_1, self.beta_2)
-        return torch.optim.Adam(groups, lr=self.learning_rate_init, betas=betas, eps=self.epsilon, fused=fused)
+        return torch.optim.Adam(
+            groups, lr=self.learning_rate_init, betas=betas, eps=self.epsilon, fused=fused
+        )
 
     # --- training ------------------------------------------------------------------------------
 
@@ -309,16 +343,30 @@ class _TorchEstimator(BaseEstimator):
         self, module: nn.Module, X: Any, Y: torch.Tensor, w: torch.Tensor | None, rows: Any
     ) -> torch.Tensor:
         """The sum of the (weighted) per-sample losses over the ``rows`` of the data."""
-        return self._loss(module(_dense(X, rows, Y.device)), _take(Y, rows), None if w is None else _take(w, rows))
+        return self._loss(
+            module(_dense(X, rows, Y.device)), _take(Y, rows), None if w is None else _take(w, rows)
+        )
 
     def _penalty(self, module: nn.Module) -> torch.Tensor:
         """MLP's L2 term, 0.5 * alpha * ||W||^2 over weight matrices (not biases)."""
-        return 0.5 * self.alpha * sum((p.square().sum() for p in module.parameters() if p.ndim > 1), torch.tensor(0.0))
+        return (
+            0.5
+            * self.alpha
+            * sum((p.square().sum() for p in module.parameters() if p.ndim > 1), torch.tensor(0.0))
+        )
 
     def _train(
-        self, module: nn.Module, optimizer: torch.optim.Optimizer, X: Any, Y: torch.Tensor,
-        w: NDArray | None, g: torch.Generator, val: Any, incremental: bool, keep: bool,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        X: Any,
+        Y: torch.Tensor,
+        w: NDArray | None,
+        g: torch.Generator,
+        val: Any,
+        incremental: bool,
+        keep: bool,
+    ) -> dict[str, Any]:
         module.train()
         n = X.shape[0]
         if self.solver == "lbfgs":
@@ -328,7 +376,9 @@ class _TorchEstimator(BaseEstimator):
         t, n_iter = (self.t_, self.n_iter_) if keep else (0, 0)
         scores = (list(self.validation_scores_ or []) if keep else []) if self.early_stopping else None
         best_loss = np.inf if not keep or self.best_loss_ is None else self.best_loss_
-        best_score = -np.inf if not keep or self.best_validation_score_ is None else self.best_validation_score_
+        best_score = (
+            -np.inf if not keep or self.best_validation_score_ is None else self.best_validation_score_
+        )
         # Under warm start the current weights are the best validated so far.
         best_state = copy.deepcopy(module.state_dict()) if keep and scores is not None else None
         no_improvement = 0
@@ -340,12 +390,14 @@ class _TorchEstimator(BaseEstimator):
             order = torch.randperm(n, generator=g) if self.shuffle else None
             # Each batch's loss is a weighted mean: divided by its weight (MLP's sw_sum), computed here
             # for the whole epoch at once, on the host, so no step waits on the device.
-            weights = [min(batch, n - start) for start in starts] if w is None else np.add.reduceat(
-                w if order is None else w[to_numpy(order)], starts
-            ).tolist()  # fmt: skip
+            weights = (
+                [min(batch, n - start) for start in starts]
+                if w is None
+                else np.add.reduceat(w if order is None else w[to_numpy(order)], starts).tolist()
+            )
             order = None if order is None else order.to(Y.device)
             losses = []
-            for start, weight in zip(starts, weights):
+            for start, weight in zip(starts, weights, strict=True):
                 if weight == 0:  # every sample weighs nothing: there is nothing to learn from this batch
                     continue
                 rows = slice(start, start + batch) if order is None else order[start : start + batch]
@@ -368,7 +420,8 @@ class _TorchEstimator(BaseEstimator):
             if scores is None and not np.isfinite(epoch_loss):
                 raise ValueError(
                     f"the training loss became {epoch_loss} at iteration {n_iter}; the data may need "
-                    f"scaling (e.g. StandardScaler) or learning_rate_init={self.learning_rate_init} is too large"
+                    f"scaling (e.g. StandardScaler) or learning_rate_init={self.learning_rate_init} "
+                    f"is too large"
                 )
             if scores is not None:
                 module.eval()
@@ -395,16 +448,24 @@ class _TorchEstimator(BaseEstimator):
         elif scores is not None and not np.isfinite(best_score):
             raise ValueError("no validation score was finite; scale the data or lower learning_rate_init")
         return {
-            "loss_": curve[-1], "loss_curve_": curve, "n_iter_": n_iter, "t_": t,
+            "loss_": curve[-1],
+            "loss_curve_": curve,
+            "n_iter_": n_iter,
+            "t_": t,
             "best_loss_": None if scores is not None else best_loss,
             "validation_scores_": scores,
             "best_validation_score_": best_score if scores is not None else None,
-        }  # fmt: skip
+        }
 
     def _train_lbfgs(
-        self, module: nn.Module, optimizer: torch.optim.Optimizer, X: Any, Y: torch.Tensor,
-        w: NDArray | None, n: int,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        X: Any,
+        Y: torch.Tensor,
+        w: NDArray | None,
+        n: int,
+    ) -> dict[str, Any]:
         weight_all = n if w is None else float(w.sum())
         w_t = None if w is None else to_tensor(w, device=Y.device)
         step = _chunk_rows(X) if hasattr(X, "tocsr") else max(n, 1)  # sparse: densified a chunk at a time
@@ -427,13 +488,24 @@ class _TorchEstimator(BaseEstimator):
             raise ValueError(f"the training loss became {loss}; scale the data or add alpha")
         if n_iter >= self.max_iter:
             _warn_not_converged(self.max_iter)
-        return {"loss_": loss, "loss_curve_": [loss], "n_iter_": n_iter, "t_": n * n_iter,
-                "best_loss_": loss, "validation_scores_": None, "best_validation_score_": None}  # fmt: skip
+        return {
+            "loss_": loss,
+            "loss_curve_": [loss],
+            "n_iter_": n_iter,
+            "t_": n * n_iter,
+            "best_loss_": loss,
+            "validation_scores_": None,
+            "best_validation_score_": None,
+        }
 
     # --- inference -------------------------------------------------------------------------------
 
     def _map_chunks(
-        self, module: nn.Module, X: Any, device: torch.device, fn: Callable[[torch.Tensor], torch.Tensor]
+        self,
+        module: nn.Module,
+        X: Any,
+        device: torch.device,
+        fn: Callable[[torch.Tensor], torch.Tensor],
     ) -> torch.Tensor:
         """``fn(module(rows))`` over ``X`` in chunks of rows, under inference mode."""
         n, step = X.shape[0], _chunk_rows(X)
@@ -490,11 +562,13 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         return tags
 
     @available_if(_TorchEstimator._has_partial_fit)
-    def partial_fit(
-        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
-    ) -> TorchClassifier:
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> TorchClassifier:
         """One epoch over ``X``, ``y``; ``classes`` (all labels) is required on the first call."""
-        if not hasattr(self, "module_") and classes is None and type_of_target(_host(y)) != "multilabel-indicator":
+        if (
+            not hasattr(self, "module_")
+            and classes is None
+            and type_of_target(_host(y)) != "multilabel-indicator"
+        ):
             raise ValueError("the first call to partial_fit needs classes=, every label y may ever hold")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
@@ -598,13 +672,29 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         device: Device = None,
     ) -> None:
         super().__init__(
-            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-            learning_rate_init=learning_rate_init, max_iter=max_iter, shuffle=shuffle,
-            random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
-            momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, module=module, device=device,
-        )  # fmt: skip
+            hidden_layer_sizes,
+            activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate_init=learning_rate_init,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            module=module,
+            device=device,
+        )
         self.loss = loss
 
     def __sklearn_tags__(self) -> Any:
@@ -698,7 +788,7 @@ def _to_cpu(module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Mod
 
 def _set_global_rng_states(states: list[torch.Tensor], cuda: list[torch.device]) -> None:
     torch.set_rng_state(states[0])
-    for state, device in zip(states[1:], cuda):  # a model trained on the CPU has no CUDA state
+    for state, device in zip(states[1:], cuda, strict=False):  # a model trained on the CPU has no CUDA state
         torch.cuda.set_rng_state(state, device)
 
 

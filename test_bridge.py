@@ -22,8 +22,22 @@ from bridge import NDArray, numpy_dtype, shares_memory, to_numpy, to_tensor, tor
 LAWS = settings(max_examples=int(os.environ.get("LAWS_MAX_EXAMPLES", "150")), deadline=None)
 SUPPORTED = [
     np.dtype(name)
-    for name in "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 "
-    "float16 float32 float64 complex64 complex128".split()
+    for name in [
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    ]
 ]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -39,9 +53,7 @@ def tensor_bits(t: torch.Tensor) -> bytes:
 
 
 def rule_2_allows_sharing(a: NDArray) -> bool:
-    return bool(
-        a.flags.writeable and a.flags.aligned and a.dtype.isnative and all(s >= 0 for s in a.strides)
-    )
+    return bool(a.flags.writeable and a.flags.aligned and a.dtype.isnative and all(s >= 0 for s in a.strides))
 
 
 @st.composite
@@ -215,7 +227,7 @@ def rule_7_allows_sharing(t: torch.Tensor) -> bool:
 
 
 def is_expanded(t: torch.Tensor) -> bool:
-    return any(stride == 0 and size > 1 for stride, size in zip(t.stride(), t.shape))
+    return any(stride == 0 and size > 1 for stride, size in zip(t.stride(), t.shape, strict=True))
 
 
 @LAWS
@@ -278,16 +290,23 @@ def test_to_numpy_copy_false_raises_exactly_when_sharing_is_impossible(t: torch.
 
 @LAWS
 @given(
-    st.integers(0, 11), st.integers(0, 12), st.integers(1, 3),
-    st.integers(0, 11), st.integers(0, 12), st.integers(1, 3),
-)  # fmt: skip
+    st.integers(0, 11),
+    st.integers(0, 12),
+    st.integers(1, 3),
+    st.integers(0, 11),
+    st.integers(0, 12),
+    st.integers(1, 3),
+)
 def test_shares_memory_agrees_with_numpy_on_slices(
     start_a: int, stop_a: int, step_a: int, start_b: int, stop_b: int, step_b: int
 ) -> None:
     base = np.zeros(12, np.float32)
     a, b = base[start_a:stop_a:step_a], base[start_b:stop_b:step_b]
     expected = bool(np.shares_memory(a, b))
-    ta, tb = torch.from_numpy(base)[start_a:stop_a:step_a], torch.from_numpy(base)[start_b:stop_b:step_b]
+    ta, tb = (
+        torch.from_numpy(base)[start_a:stop_a:step_a],
+        torch.from_numpy(base)[start_b:stop_b:step_b],
+    )
     assert shares_memory(ta, tb) == shares_memory(ta, b) == shares_memory(a, tb) == expected
 
 
@@ -390,11 +409,16 @@ def test_uint64_max_survives() -> None:
 @pytest.mark.parametrize(
     ("x", "dtype"),
     [
-        (3, torch.int64), (2.5, torch.float64), (True, torch.bool), (1j, torch.complex128),
-        ([1, 2], torch.int64), ([[1.0], [2.0]], torch.float64), ((1, 2.5), torch.float64),
+        (3, torch.int64),
+        (2.5, torch.float64),
+        (True, torch.bool),
+        (1j, torch.complex128),
+        ([1, 2], torch.int64),
+        ([[1.0], [2.0]], torch.float64),
+        ((1, 2.5), torch.float64),
         ([], torch.float64),
     ],
-)  # fmt: skip
+)
 def test_python_values_follow_numpy_type_inference(x: Any, dtype: torch.dtype) -> None:
     t = to_tensor(x)
     assert isinstance(t, torch.Tensor) and t.dtype == dtype and not t.requires_grad

@@ -49,6 +49,10 @@ def test_readme_quickstart_matches_ci() -> None:
 def test_bench_quick_runs() -> None:
     """A smoke test only: speed is never asserted, the machines are noisy."""
     bench = pathlib.Path(__file__).with_name("bench.py")
-    done = subprocess.run([sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
-    assert "TorchClassifier / MLPClassifier" in done.stdout and "peak memory added by torch fit" in done.stdout
+    assert (
+        "TorchClassifier / MLPClassifier" in done.stdout and "peak memory added by torch fit" in done.stdout
+    )

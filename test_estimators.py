@@ -15,9 +15,8 @@ from contextlib import nullcontext
 from typing import Any
 
 import joblib
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse
 import torch
@@ -57,7 +56,9 @@ def blobs(n: int = 60, n_features: int = 4, n_classes: int = 3, seed: int = 0) -
     return rng.normal(size=(n, n_features)) * 0.5 + 2.0 * y[:, None], y
 
 
-def regression(n: int = 60, n_features: int = 4, n_outputs: int = 1, seed: int = 0) -> tuple[NDArray, NDArray]:
+def regression(
+    n: int = 60, n_features: int = 4, n_outputs: int = 1, seed: int = 0
+) -> tuple[NDArray, NDArray]:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, n_features))
     Y = X @ rng.normal(size=(n_features, n_outputs)) + 0.1 * rng.normal(size=(n, n_outputs))
@@ -80,10 +81,15 @@ def outputs(est: Any, X: Any) -> NDArray:
 
 LABEL_SETS = st.sampled_from(
     [
-        np.array(["cat", "dog", "emu"]), np.array([10, 20, 30]), np.array([-1, 1]),
-        np.array([1.0, 2.0]), np.array(["no", "yes"]), np.array([True, False]), np.array([3, 1, 2, 7]),
+        np.array(["cat", "dog", "emu"]),
+        np.array([10, 20, 30]),
+        np.array([-1, 1]),
+        np.array([1.0, 2.0]),
+        np.array(["no", "yes"]),
+        np.array([True, False]),
+        np.array([3, 1, 2, 7]),
     ]
-)  # fmt: skip
+)
 
 
 @quiet
@@ -105,7 +111,9 @@ def test_labels_of_any_type_round_trip_through_classes(labels: NDArray, seed: in
 @quiet
 @PROPERTIES
 @given(st.sampled_from(sorted(ESTIMATORS)), st.integers(0, 2**16), st.booleans())
-def test_inputs_are_byte_identical_after_fit_predict_and_partial_fit(name: str, seed: int, weighted: bool) -> None:
+def test_inputs_are_byte_identical_after_fit_predict_and_partial_fit(
+    name: str, seed: int, weighted: bool
+) -> None:
     X, y = blobs(seed=seed) if name == "TorchClassifier" else regression(seed=seed)
     w = np.random.default_rng(seed).uniform(0.5, 2.0, len(X)) if weighted else None
     copies = [a.copy() for a in (X, y)] + ([] if w is None else [w.copy()])
@@ -116,13 +124,17 @@ def test_inputs_are_byte_identical_after_fit_predict_and_partial_fit(name: str, 
         est.partial_fit(X, y, sample_weight=w, classes=np.unique(y))
     else:
         est.partial_fit(X, y, sample_weight=w)
-    for before, after in zip(copies, [X, y] + ([] if w is None else [w])):
+    for before, after in zip(copies, [X, y] + ([] if w is None else [w]), strict=True):
         assert before.tobytes() == after.tobytes()
 
 
 @quiet
 @PROPERTIES
-@given(st.sampled_from(sorted(ESTIMATORS)), st.integers(0, 2**16), st.sampled_from(["adam", "sgd", "lbfgs"]))
+@given(
+    st.sampled_from(sorted(ESTIMATORS)),
+    st.integers(0, 2**16),
+    st.sampled_from(["adam", "sgd", "lbfgs"]),
+)
 def test_same_random_state_same_model(name: str, seed: int, solver: str) -> None:
     X, y = blobs(seed=seed) if name == "TorchClassifier" else regression(seed=seed)
     params = {**TINY, "random_state": seed, "solver": solver}
@@ -189,8 +201,12 @@ def test_a_custom_module_trains_through_the_same_api() -> None:
     again = TorchClassifier(module=Residual, max_iter=30, learning_rate_init=0.01, random_state=0).fit(X, y)
     assert_array_equal(again.predict_proba(X), clf.predict_proba(X))  # dropout draws are seeded too
     assert not clf.module_.training  # predict relies on eval mode; fit leaves it there
-    reg = TorchRegressor(module=lambda n_in, n_out: nn.Linear(n_in, n_out), max_iter=100,
-                         learning_rate_init=0.05, random_state=0).fit(*regression())  # fmt: skip
+    reg = TorchRegressor(
+        module=lambda n_in, n_out: nn.Linear(n_in, n_out),
+        max_iter=100,
+        learning_rate_init=0.05,
+        random_state=0,
+    ).fit(*regression())
     assert reg.score(*regression()) > 0.9
 
 
@@ -208,7 +224,7 @@ def test_fit_leaves_global_state_alone() -> None:
         TorchClassifier(module=Residual, max_iter=3, random_state=random_state).fit(X, y)
         TorchClassifier(max_iter=3, random_state=random_state, early_stopping=True).fit(X, y)
     assert torch.equal(torch.get_rng_state(), torch_state)
-    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state))
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state, strict=True))
     assert torch.get_num_threads() == threads and torch.get_default_dtype() == default
 
 
@@ -247,13 +263,17 @@ def test_convergence_warning_when_max_iter_ends_training() -> None:
 
 
 @quiet
-def test_verbose_prints_one_line_per_epoch_and_silent_otherwise(capsys: pytest.CaptureFixture[str]) -> None:
+def test_verbose_prints_one_line_per_epoch_and_silent_otherwise(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     X, y = blobs()
     TorchClassifier(max_iter=3, tol=0.0).fit(X, y)
     assert capsys.readouterr().out == ""
     TorchClassifier(max_iter=3, tol=0.0, verbose=True).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and all(line.startswith(f"Iteration {i + 1}, loss = ") for i, line in enumerate(lines))
+    assert len(lines) == 3 and all(
+        line.startswith(f"Iteration {i + 1}, loss = ") for i, line in enumerate(lines)
+    )
 
 
 @quiet
@@ -289,7 +309,9 @@ def test_floating_dtype_follows_X(dtype: type) -> None:
     X, y = blobs()
     clf = TorchClassifier(**TINY).fit(X.astype(dtype), y)
     expected = np.float32 if dtype == np.float32 else np.float64
-    assert next(clf.module_.parameters()).dtype == (torch.float32 if expected == np.float32 else torch.float64)
+    assert next(clf.module_.parameters()).dtype == (
+        torch.float32 if expected == np.float32 else torch.float64
+    )
     assert clf.predict_proba(X.astype(dtype)).dtype == expected
 
 
@@ -409,7 +431,9 @@ def test_pipeline_cross_val_score_and_dataframes() -> None:
 def test_grid_search_with_two_processes() -> None:
     X, y = blobs()
     grid = {"hidden_layer_sizes": [(8,), (16,)], "alpha": [1e-4, 1e-2]}
-    search = GridSearchCV(TorchClassifier(max_iter=20, learning_rate_init=0.01, random_state=0), grid, cv=2, n_jobs=2)
+    search = GridSearchCV(
+        TorchClassifier(max_iter=20, learning_rate_init=0.01, random_state=0), grid, cv=2, n_jobs=2
+    )
     with warnings.catch_warnings():  # workers' ConvergenceWarnings travel back; short max_iter on purpose
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(X, y)
