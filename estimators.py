@@ -21,6 +21,7 @@ from typing import Any, TypeAlias, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -36,6 +37,7 @@ from bridge import Device, NDArray, numpy_dtype, to_numpy, to_tensor, torch_dtyp
 __all__ = ["TorchClassifier", "TorchRegressor"]
 
 ModuleFactory: TypeAlias = Callable[[int, int], nn.Module]
+Output: TypeAlias = NDArray | torch.Tensor  # NumPy, or a tensor under array API dispatch
 _Estimator = TypeVar("_Estimator", bound="_TorchEstimator")
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity,
@@ -117,6 +119,7 @@ class _TorchEstimator(BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True  # CSR is densified one mini-batch at a time
+        tags.array_api_support = True  # tensor in, tensor out under array_api_dispatch
         return tags
 
     def fit(self: _Estimator, X: Any, y: Any, sample_weight: Any = None) -> _Estimator:
@@ -519,10 +522,11 @@ class _TorchEstimator(BaseEstimator):
                     out[start : start + step] = fn(module(_dense(X, slice(start, start + step), device)))
             return out
 
-    def _forward(self, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> NDArray:
+    def _forward(self, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn`` of the module's raw outputs for ``X``, a tensor on the module's device."""
         weight = next(self.module_.parameters())  # inference runs where the module lives, in its dtype
         X_ = validate_data(self, _host(X), reset=False, accept_sparse="csr", dtype=numpy_dtype(weight.dtype))
-        return to_numpy(self._map_chunks(self.module_, X_, weight.device, fn))
+        return self._map_chunks(self.module_, X_, weight.device, fn)
 
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = super().__getstate__()
@@ -618,22 +622,30 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
             return np.nan
         return float(accuracy_score(y, self.classes_[proba.argmax(1)], sample_weight=w))
 
-    def predict_proba(self, X: Any) -> NDArray:
+    def predict_proba(self, X: Any) -> Output:
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
         check_is_fitted(self)
-        return self._forward(X, self._probabilities)
+        return _to_caller(X, self._forward(X, self._probabilities))
 
-    def predict_log_proba(self, X: Any) -> NDArray:
+    def predict_log_proba(self, X: Any) -> Output:
         """Log of ``predict_proba``."""
         check_is_fitted(self)
-        return np.log(self.predict_proba(X))
+        return _to_caller(X, self._forward(X, lambda raw: self._probabilities(raw).log()))
 
-    def predict(self, X: Any) -> NDArray:
-        """Labels from ``classes_`` (an indicator matrix for multilabel): the argmax of predict_proba."""
+    def predict(self, X: Any) -> Output:
+        """Labels from ``classes_`` (an indicator matrix for multilabel): the argmax of predict_proba.
+
+        Under array API dispatch a tensor ``X`` gets a tensor of labels, unless the labels are strings
+        or other objects no tensor can hold: then, as without dispatch, a NumPy array.
+        """
         check_is_fitted(self)
         if self.out_activation_ == "logistic" and self.n_outputs_ > 1:
-            return (self.predict_proba(X) > 0.5).astype(self.classes_.dtype)
-        labels: NDArray = self.classes_[self._forward(X, lambda raw: self._probabilities(raw).argmax(1))]
+            indicator = self._forward(X, lambda raw: self._probabilities(raw) > 0.5)
+            return _to_caller(X, indicator.to(torch_dtype(self.classes_.dtype)))
+        index = self._forward(X, lambda raw: self._probabilities(raw).argmax(1))
+        if _tensor_out(X) and self.classes_.dtype.kind in "biuf":
+            return _to_caller(X, to_tensor(self.classes_, device=index.device)[index])
+        labels: NDArray = self.classes_[to_numpy(index)]
         return labels
 
 
@@ -735,11 +747,11 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
             return np.nan
         return float(r2_score(y, pred.reshape(y.shape), sample_weight=w))
 
-    def predict(self, X: Any) -> NDArray:
+    def predict(self, X: Any) -> Output:
         """Predictions (n_samples,) for one output, (n_samples, n_outputs) for several."""
         check_is_fitted(self)
         out = self._forward(X, self._mean)
-        return out.ravel() if self.n_outputs_ == 1 else out
+        return _to_caller(X, out.reshape(-1) if self.n_outputs_ == 1 else out)
 
 
 def _seed(random_state: int | np.random.RandomState | None) -> int:
@@ -747,6 +759,18 @@ def _seed(random_state: int | np.random.RandomState | None) -> int:
     if random_state is None:
         return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)  # OS entropy
     return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+def _tensor_out(X: Any) -> bool:
+    """Whether outputs follow ``X`` into torch: a tensor under scikit-learn's array API dispatch."""
+    return isinstance(X, torch.Tensor) and bool(get_config()["array_api_dispatch"])
+
+
+def _to_caller(X: Any, out: torch.Tensor) -> Output:
+    """A tensor on ``X``'s device when ``X`` is a tensor under array API dispatch, else NumPy."""
+    if _tensor_out(X):
+        return out.to(X.device).clone()  # clone: an ordinary tensor, not an inference-mode one
+    return to_numpy(out)
 
 
 def _host(x: Any) -> Any:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse
+import sklearn
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -72,6 +73,12 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 PROPERTIES = settings(max_examples=15, deadline=None)
 
 
+def as_numpy(result: NDArray | torch.Tensor) -> NDArray:
+    """A method's result on NumPy input, which is NumPy whatever the array API setting."""
+    assert isinstance(result, np.ndarray)
+    return result
+
+
 def outputs(est: Any, X: Any) -> NDArray:
     """What a fitted estimator computes: probabilities for a classifier, predictions otherwise."""
     return est.predict_proba(X) if hasattr(est, "predict_proba") else est.predict(X)  # type: ignore[no-any-return]
@@ -100,9 +107,8 @@ def test_labels_of_any_type_round_trip_through_classes(labels: NDArray, seed: in
     y = labels[codes]
     clf = TorchClassifier(**TINY).fit(X, y)
     assert_array_equal(clf.classes_, np.unique(y))
-    pred = clf.predict(X)
+    pred, proba = as_numpy(clf.predict(X)), as_numpy(clf.predict_proba(X))
     assert pred.dtype == y.dtype and set(pred) <= set(y)
-    proba = clf.predict_proba(X)
     assert proba.shape == (len(X), len(labels))
     assert (proba >= 0).all() and np.allclose(proba.sum(axis=1), 1.0)
     assert_array_equal(pred, clf.classes_[proba.argmax(axis=1)])
@@ -295,7 +301,7 @@ def test_multilabel_and_multioutput() -> None:
     X, codes = blobs()
     Y = np.stack([codes == 0, codes == 1, codes >= 1], axis=1).astype(int)
     clf = TorchClassifier(max_iter=40, learning_rate_init=0.01, random_state=0).fit(X, Y)
-    assert clf.predict(X).shape == Y.shape and clf.predict(X).dtype.kind == "i"
+    assert as_numpy(clf.predict(X)).shape == Y.shape and as_numpy(clf.predict(X)).dtype.kind == "i"
     assert clf.predict_proba(X).shape == Y.shape and clf.out_activation_ == "logistic"
     assert clf.score(X, Y) > 0.8
     X, Y = regression(n_outputs=3)
@@ -501,3 +507,55 @@ def test_batches_whose_weights_are_all_zero_are_skipped() -> None:
     w[:4] = 0.0  # with batch_size=2 and no shuffling, the first two batches weigh nothing
     clf = TorchClassifier(**{**TINY, "batch_size": 2, "shuffle": False}).fit(X, y, sample_weight=w)
     assert np.isfinite(clf.loss_curve_).all() and np.isfinite(clf.predict_proba(X)).all()
+
+
+# --- tensors in, tensors out (scikit-learn's array API dispatch) ---------------------------------
+
+
+@quiet
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_a_tensor_pipeline_stays_in_torch_under_dispatch(device: str) -> None:
+    X, y = blobs()
+    X_t, y_t = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
+    with sklearn.config_context(array_api_dispatch=True):
+        pipe = make_pipeline(StandardScaler(), TorchClassifier(**TINY)).fit(X_t, y_t)
+        pred, proba = pipe.predict(X_t), pipe.predict_proba(X_t)
+        reg = make_pipeline(StandardScaler(), TorchRegressor(**TINY)).fit(X_t, X_t[:, 0] * 2)
+        out = reg.predict(X_t)
+    for result in (pred, proba, out):
+        assert isinstance(result, torch.Tensor) and result.device.type == device
+    assert pred.dtype == torch.int64 and proba.dtype == torch.float64 and out.shape == (len(X),)
+    assert set(pred.tolist()) <= set(y.tolist()) and torch.allclose(
+        proba.sum(1), torch.ones_like(proba[:, 0])
+    )
+    plain = TorchClassifier(**TINY).fit(X_t.cpu(), y)
+    assert isinstance(plain.predict(X_t.cpu()), np.ndarray)  # without dispatch: NumPy out, whatever comes in
+
+
+@quiet
+def test_string_labels_come_back_as_numpy_even_under_dispatch() -> None:
+    X, codes = blobs()
+    y = np.array(["cat", "dog", "emu"])[codes]
+    clf = TorchClassifier(**TINY).fit(X, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        pred = clf.predict(torch.from_numpy(X))
+        proba = clf.predict_proba(torch.from_numpy(X))
+    assert isinstance(pred, np.ndarray) and pred.dtype == y.dtype  # no tensor holds strings
+    assert isinstance(proba, torch.Tensor)  # probabilities are numbers: they follow X
+    assert isinstance(clf.classes_, np.ndarray)
+
+
+@quiet
+def test_cpu_float32_tensors_are_not_copied() -> None:
+    X_t = torch.from_numpy(np.random.default_rng(0).normal(size=(20_000, 50)).astype(np.float32))
+    y = (X_t[:, 0] > 0).long()
+    clf = TorchClassifier(**TINY).fit(X_t[:100], y[:100])  # warm-up, outside the count
+    assert next(clf.module_.parameters()).dtype == torch.float32
+    tracemalloc.start()
+    try:
+        clf.fit(X_t, y)
+        clf.predict_proba(X_t)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.25 * X_t.numel() * 4  # no NumPy copy of X on the way in
