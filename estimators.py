@@ -156,9 +156,8 @@ class _TorchEstimator(BaseEstimator):
         keep = (incremental or self.warm_start) and hasattr(self, "module_")
         X_, y_, device = self._validate_X_y(X, y, reset=not keep)
         w = self._check_weights(sample_weight, X_)
-        dtype = torch_dtype(X_.dtype)
         Y, out_activation = self._encode_targets(
-            y_, numpy_dtype(dtype), keep=keep, incremental=incremental, classes=classes
+            y_, X_.dtype, keep=keep, incremental=incremental, classes=classes
         )
         generator = torch.Generator()
         if keep:
@@ -182,7 +181,9 @@ class _TorchEstimator(BaseEstimator):
                 _set_global_rng_states(self._global_rng_states, cuda)
             else:
                 torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
-                module = self._build_module(X_.shape[1], self.n_outputs_, dtype, device, generator)
+                module = self._build_module(
+                    X_.shape[1], self.n_outputs_, torch_dtype(X_.dtype), device, generator
+                )
                 optimizer = self._make_optimizer(module)
             Y_t = to_tensor(Y, device=device)
             X_t = X_ if hasattr(X_, "tocsr") else to_tensor(X_, device=device)
@@ -769,7 +770,7 @@ def _tensor_out(X: Any) -> bool:
 def _to_caller(X: Any, out: torch.Tensor) -> Output:
     """A tensor on ``X``'s device when ``X`` is a tensor under array API dispatch, else NumPy."""
     if _tensor_out(X):
-        return out.to(X.device).clone()  # clone: an ordinary tensor, not an inference-mode one
+        return out.to(X.device, copy=True)  # a copy: an ordinary tensor, not an inference-mode one
     return to_numpy(out)
 
 
