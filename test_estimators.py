@@ -529,6 +529,7 @@ def test_a_tensor_pipeline_stays_in_torch_under_dispatch(device: str) -> None:
         out = reg.predict(X_t)
     for result in (pred, proba, out):
         assert isinstance(result, torch.Tensor) and result.device.type == device
+        assert not result.is_inference()  # callers may update it in place
     assert pred.dtype == torch.int64 and proba.dtype == torch.float64 and out.shape == (len(X),)
     assert set(pred.tolist()) <= set(y.tolist()) and torch.allclose(
         proba.sum(1), torch.ones_like(proba[:, 0])
