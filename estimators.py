@@ -11,14 +11,18 @@ NumPy's global random state, thread count or default dtype; predict is pure and 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import numpy as np
+import scipy.optimize
 import torch
 import torch.nn.functional as F
 from sklearn import get_config
@@ -31,6 +35,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from bridge import Device, NDArray, numpy_dtype, to_numpy, to_tensor, torch_dtype
 
@@ -48,6 +53,85 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 _CHUNK = 16384  # rows per inference step: bounds predict's memory whatever n_samples is
 
 
+# MLP's numeric parameters: name -> (type, test, what is allowed).
+_NUMBERS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
+    "alpha": (Real, lambda v: v >= 0, ">= 0"),
+    "learning_rate_init": (Real, lambda v: v > 0, "> 0"),
+    "power_t": (Real, lambda v: v >= 0, ">= 0"),
+    "max_iter": (Integral, lambda v: v > 0, "> 0"),
+    "max_fun": (Integral, lambda v: v > 0, "> 0"),
+    "tol": (Real, lambda v: v >= 0, ">= 0"),
+    "momentum": (Real, lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "validation_fraction": (Real, lambda v: 0 < v < 1, "in (0, 1)"),
+    "beta_1": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "beta_2": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "epsilon": (Real, lambda v: v > 0, "> 0"),
+    "n_iter_no_change": (Real, lambda v: v == np.inf or v > 0 and float(v).is_integer(), "an int > 0 or np.inf"),
+}
+_FLAGS = ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "activation": tuple(_ACTIVATIONS),
+    "solver": ("adam", "sgd", "lbfgs"),
+    "learning_rate": ("constant", "invscaling", "adaptive"),
+}
+_GLOBAL_RNG_LOCK = threading.Lock()  # see _private_global_rng
+
+
+class _Rows(NamedTuple):
+    """Training data as the loop reads it: ``X`` (a tensor, or CSR densified a batch at a time), the
+    targets and sample weights on the device, and the weights on the host too, where batch sums need no
+    device sync."""
+
+    X: Any
+    Y: torch.Tensor
+    w: NDArray | None
+    w_t: torch.Tensor | None
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+
+@dataclass
+class _Progress:
+    """MLP's bookkeeping across epochs (and warm starts), with its stopping rule: the training loss
+    decides, or with early stopping the validation score."""
+
+    early_stopping: bool
+    loss_curve: list[float] = field(default_factory=list)
+    validation_scores: list[float] = field(default_factory=list)
+    best_loss: float = np.inf
+    best_score: float = -np.inf
+    stalled: int = 0  # epochs in a row without a tol improvement: MLP's _no_improvement_count
+
+    def add_loss(self, loss: float, tol: float) -> None:
+        self.loss_curve.append(loss)
+        if not self.early_stopping:
+            self.stalled = self.stalled + 1 if loss > self.best_loss - tol else 0
+            self.best_loss = min(self.best_loss, loss)
+
+    def add_score(self, score: float, tol: float) -> bool:
+        """Record a validation score; True when it is the best so far (early stopping keeps its weights)."""
+        self.validation_scores.append(score)
+        self.stalled = 0 if score >= self.best_score + tol else self.stalled + 1  # NaN never improves
+        if score > self.best_score:
+            self.best_score = score
+            return True
+        return False
+
+    def attributes(self) -> dict[str, Any]:
+        """The fitted attributes MLP derives from this bookkeeping."""
+        early = self.early_stopping
+        return {
+            "loss_": self.loss_curve[-1],
+            "loss_curve_": self.loss_curve,
+            "best_loss_": None if early else self.best_loss,
+            "validation_scores_": self.validation_scores if early else None,
+            "best_validation_score_": self.best_score if early else None,
+            "_no_improvement_count": self.stalled,
+        }
+
+
 class _TorchEstimator(BaseEstimator):
     """What both estimators share: parameters, validation, the module, the training loop."""
 
@@ -63,9 +147,12 @@ class _TorchEstimator(BaseEstimator):
     best_validation_score_: float | None
     n_iter_: int
     t_: int
-    _optimizer: torch.optim.Optimizer
-    _rng_state: torch.Tensor
-    _global_rng_states: list[torch.Tensor]
+    _no_improvement_count: int  # MLP's name and meaning
+    _optimizer: torch.optim.Optimizer | None  # None after L-BFGS, which SciPy runs
+    _rng: np.random.RandomState
+    _split_seed: int | None
+    _global_rng_states: list[torch.Tensor] | None
+    _shape: dict[str, Any]
 
     def __init__(
         self,
@@ -75,12 +162,14 @@ class _TorchEstimator(BaseEstimator):
         solver: str = "adam",
         alpha: float = 1e-4,
         batch_size: int | str = "auto",
+        learning_rate: str = "constant",
         learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
         max_iter: int = 200,
         shuffle: bool = True,
         random_state: int | np.random.RandomState | None = None,
         tol: float = 1e-4,
-        verbose: bool = False,
+        verbose: bool | int = False,
         warm_start: bool = False,
         momentum: float = 0.9,
         nesterovs_momentum: bool = True,
@@ -89,7 +178,8 @@ class _TorchEstimator(BaseEstimator):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
         module: ModuleFactory | None = None,
         device: Device = None,
     ) -> None:
@@ -98,7 +188,9 @@ class _TorchEstimator(BaseEstimator):
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
@@ -113,6 +205,7 @@ class _TorchEstimator(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.module = module
         self.device = device
 
@@ -129,6 +222,26 @@ class _TorchEstimator(BaseEstimator):
     def _has_partial_fit(self) -> bool:
         return self.solver != "lbfgs"  # as in MLP: L-BFGS needs the full batch
 
+    @property
+    def coefs_(self) -> list[NDArray]:
+        """The built-in MLP's weight matrices, (fan_in, fan_out) as in MLP: read-only views of module_."""
+        return [to_numpy(layer.weight).T for layer in self._linear_layers()]
+
+    @property
+    def intercepts_(self) -> list[NDArray]:
+        """The built-in MLP's bias vectors, (fan_out,) each: read-only views of module_."""
+        return [to_numpy(layer.bias) for layer in self._linear_layers()]
+
+    def _linear_layers(self) -> list[nn.Linear]:
+        if "module_" not in vars(self):
+            raise AttributeError("coefs_ and intercepts_ are set by fit; call fit first")
+        if self._shape["module"] is not None:
+            raise AttributeError(
+                "coefs_ and intercepts_ describe the built-in MLP; a custom module's weights are in "
+                "module_ (e.g. module_.state_dict())"
+            )
+        return [layer for layer in self.module_.modules() if isinstance(layer, nn.Linear)]
+
     # --- fit: validate -> seed -> build -> train -> record ---------------------------------------
 
     def _fit(
@@ -144,7 +257,8 @@ class _TorchEstimator(BaseEstimator):
         try:
             return self._fit_or_raise(X, y, sample_weight, incremental=incremental, classes=classes)
         except BaseException:
-            # A failed fit leaves every attribute as it was (validate_data resets n_features_in_ early).
+            # A failed fit leaves every attribute as it was (validate_data resets n_features_in_ early);
+            # module_ and the optimizer were never touched: training ran on copies (see _resume).
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
@@ -152,75 +266,50 @@ class _TorchEstimator(BaseEstimator):
     def _fit_or_raise(
         self: _Estimator, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any
     ) -> _Estimator:
-        self._check_params()
-        keep = (incremental or self.warm_start) and hasattr(self, "module_")
+        keep = self._check_params(incremental)
         X_, y_, device = self._validate_X_y(X, y, reset=not keep)
         w = self._check_weights(sample_weight, X_)
-        Y, out_activation = self._encode_targets(
+        Y, self.out_activation_ = self._encode_targets(
             y_, X_.dtype, keep=keep, incremental=incremental, classes=classes
         )
-        generator = torch.Generator()
-        if keep:
-            generator.set_state(self._rng_state)
-        else:
-            generator.manual_seed(_seed(self.random_state))
-        val = None
-        if self.early_stopping and not incremental:
-            X_, Y, w, val = self._split_validation(X_, Y, y_, w, generator)
         self.n_outputs_ = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
-        self.out_activation_ = out_activation
-        # A module's own constructor and layers (dropout) draw from torch's global generator. The fork
-        # hands them a stream seeded from random_state, continued across partial_fit calls, and
-        # restores the caller's global state on exit.
+        # MLP's random stream: the same random_state draws the same initial weights and shuffles. A
+        # copy of the stream is continued, so a failed call leaves the fitted one as it was.
+        rng = copy.deepcopy(self._rng) if keep else _random_state(self.random_state)
         cuda = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
+        with _private_global_rng(self.module is not None, cuda):
             if keep:
-                module = self.module_.to(device)
-                # As in MLP: partial_fit continues the optimizer, a warm-started fit starts a new one.
-                optimizer = self._optimizer if incremental else self._make_optimizer(module)
-                _set_global_rng_states(self._global_rng_states, cuda)
+                module, optimizer = self._resume(device, incremental, cuda)
             else:
-                torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
-                module = self._build_module(
-                    X_.shape[1], self.n_outputs_, torch_dtype(X_.dtype), device, generator
-                )
-                optimizer = self._make_optimizer(module)
-            Y_t = to_tensor(Y, device=device)
+                module, optimizer = self._start(X_.shape[1], torch_dtype(X_.dtype), device, rng)
+            X_, Y, w, val = self._hold_out(X_, Y, y_, w, rng, keep=keep)
             X_t = X_ if hasattr(X_, "tocsr") else to_tensor(X_, device=device)
-            record = self._train(module, optimizer, X_t, Y_t, w, generator, val, incremental, keep)
-            global_states = [torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in cuda)]
+            w_t = None if w is None else to_tensor(w, device=device)
+            data = _Rows(X_t, to_tensor(Y, device=device), w, w_t)
+            self._check_outputs(module, data)
+            record = self._train(module, optimizer, data, val, rng, incremental=incremental, keep=keep)
+            global_states = _global_rng_states(cuda) if self.module is not None else None
         module.eval()  # predict is pure: it relies on eval mode and never toggles it
-        self.module_, self._optimizer = module, optimizer
-        self._rng_state, self._global_rng_states = generator.get_state(), global_states
+        self.module_, self._optimizer, self._shape = module, optimizer, self._shape_params()
+        self._rng, self._global_rng_states = rng, global_states
         for name, value in record.items():
             setattr(self, name, value)
         return self
 
-    def _check_params(self) -> None:
-        in_unit = (lambda v: 0 <= v <= 1, "in [0, 1]")
-        positive = (lambda v: v > 0, "> 0")
-        at_least_0 = (lambda v: v >= 0, ">= 0")
-        checks: dict[str, tuple[type | tuple[type, ...], tuple[Callable[[Any], bool], str]]] = {
-            "alpha": (Real, at_least_0),
-            "learning_rate_init": (Real, positive),
-            "max_iter": (Integral, positive),
-            "tol": (Real, at_least_0),
-            "momentum": (Real, in_unit),
-            "validation_fraction": (Real, (lambda v: 0 < v < 1, "in (0, 1)")),
-            "beta_1": (Real, (lambda v: 0 <= v < 1, "in [0, 1)")),
-            "beta_2": (Real, (lambda v: 0 <= v < 1, "in [0, 1)")),
-            "epsilon": (Real, positive),
-            "n_iter_no_change": (Integral, positive),
-        }
-        for name, (kind, (ok, want)) in checks.items():
+    def _check_params(self, incremental: bool) -> bool:
+        """Raise on a bad parameter; return whether training continues from the fitted module."""
+        for name, (kind, ok, want) in _NUMBERS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise TypeError(f"{name} must be a number {want}, got {value!r}")
             if not ok(value):
                 raise ValueError(f"{name} must be {want}, got {value!r}")
-        choices = {"activation": tuple(_ACTIVATIONS), "solver": ("adam", "sgd", "lbfgs")}
-        if hasattr(self, "loss"):
-            choices["loss"] = ("squared_error", "poisson")
+        for name in _FLAGS:
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.verbose, (bool, np.bool_, Integral)) or self.verbose < 0:
+            raise TypeError(f"verbose must be a bool or an int >= 0, got {self.verbose!r}")
+        choices = {**_CHOICES, **({"loss": ("squared_error", "poisson")} if hasattr(self, "loss") else {})}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
@@ -229,6 +318,26 @@ class _TorchEstimator(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be positive ints, got {self.hidden_layer_sizes!r}")
         if not (self.batch_size == "auto" or isinstance(self.batch_size, Integral) and self.batch_size > 0):
             raise ValueError(f"batch_size must be 'auto' or an int > 0, got {self.batch_size!r}")
+        self._check_module_param()
+        if incremental and self.early_stopping:
+            raise ValueError(
+                "partial_fit has no validation split to stop on: set early_stopping=False, or call fit"
+            )
+        keep = (incremental or self.warm_start) and hasattr(self, "module_")
+        if keep and self._shape != self._shape_params():
+            raise ValueError(
+                f"the fitted network was built from {self._shape}, now {self._shape_params()}; "
+                f"warm_start and partial_fit cannot change its shape: set warm_start=False to refit"
+            )
+        return keep
+
+    def _check_module_param(self) -> None:
+        if isinstance(self.module, nn.Module):
+            raise TypeError(
+                f"module must build a new network from (n_features_in, n_outputs), not be one: pass "
+                f"the class ({type(self.module).__name__}) or a function returning a module, got an instance "
+                f"{self.module!r}"
+            )
         if self.module is not None and not callable(self.module):
             raise TypeError(
                 f"module must be a callable (n_features_in, n_outputs) -> nn.Module, got {self.module!r}"
@@ -237,6 +346,12 @@ class _TorchEstimator(BaseEstimator):
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes  # an int is one hidden layer, as in MLP
         return [int(sizes)] if isinstance(sizes, (int, np.integer)) else list(sizes)
+
+    def _shape_params(self) -> dict[str, Any]:
+        """The parameters the network's shape follows from."""
+        if self.module is not None:
+            return {"module": self.module}
+        return {"module": None, "hidden_layer_sizes": self._hidden_sizes(), "activation": self.activation}
 
     def _validate_X_y(self, X: Any, y: Any, *, reset: bool) -> tuple[Any, NDArray, torch.device]:
         device = self._resolve_device(X)
@@ -262,7 +377,7 @@ class _TorchEstimator(BaseEstimator):
         )
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={self.device!r} asks for CUDA, which is not available here; use 'cpu'")
-        return device
+        return torch.device("cpu") if device.type == "cpu" else device  # "cpu:0" is the same memory
 
     def _dtype(self) -> np.dtype[Any]:
         return numpy_dtype(next(self.module_.parameters()).dtype)
@@ -270,6 +385,8 @@ class _TorchEstimator(BaseEstimator):
     def _check_weights(self, sample_weight: Any, X: Any) -> NDArray | None:
         if sample_weight is None:
             return None
+        if isinstance(sample_weight, Real):  # one weight for every sample, as MLP accepts
+            sample_weight = np.full(X.shape[0], sample_weight)
         w: NDArray = check_array(
             _host(sample_weight), ensure_2d=False, dtype=X.dtype, input_name="sample_weight"
         )
@@ -279,50 +396,89 @@ class _TorchEstimator(BaseEstimator):
             raise ValueError("sample_weight must be >= 0 with at least one non-zero weight")
         return w
 
-    def _split_validation(
-        self, X: Any, Y: NDArray, y: NDArray, w: NDArray | None, generator: torch.Generator
-    ) -> tuple[Any, NDArray, NDArray | None, tuple[Any, NDArray, NDArray | None]]:
+    def _hold_out(
+        self, X: Any, Y: NDArray, y: NDArray, w: NDArray | None, rng: np.random.RandomState, *, keep: bool
+    ) -> tuple[Any, NDArray, NDArray | None, tuple[Any, NDArray, NDArray | None] | None]:
+        """The training part and, with early stopping, the validation part ``(X, y, w)`` of the data.
+
+        As in MLP, L-BFGS trains on all of it. The split's seed is drawn at the first fit that needs
+        it and kept, so warm-started fits validate on the same rows (given the same data).
+        """
+        if not keep:
+            self._split_seed = None
+        if not self.early_stopping or self.solver == "lbfgs":
+            return X, Y, w, None
+        if self._split_seed is None:
+            self._split_seed = int(rng.randint(2**31 - 1))
         stratify = y if is_classifier(self) and y.ndim == 1 else None
-        seed = int(torch.randint(2**31 - 1, (), generator=generator))
         parts = [X, Y, y] + ([] if w is None else [w])
         split = train_test_split(
-            *parts, test_size=self.validation_fraction, random_state=seed, stratify=stratify
+            *parts, test_size=self.validation_fraction, random_state=self._split_seed, stratify=stratify
         )
         X_tr, X_val, Y_tr, _, _, y_val = split[:6]
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                f"early stopping needs at least 2 validation samples; validation_fraction="
+                f"{self.validation_fraction} of {X.shape[0]} samples leaves {X_val.shape[0]}: raise "
+                f"validation_fraction, add data, or set early_stopping=False"
+            )
         w_tr, w_val = (split[6], split[7]) if w is not None else (None, None)
         return X_tr, Y_tr, w_tr, (X_val, y_val, w_val)
 
+    def _start(
+        self, n_in: int, dtype: torch.dtype, device: torch.device, rng: np.random.RandomState
+    ) -> tuple[nn.Module, torch.optim.Optimizer | None]:
+        """A new module and its optimizer."""
+        if self.module is not None:  # the module's own draws come from this (forked) global stream
+            torch.manual_seed(int(rng.randint(2**31 - 1)))
+        module = self._build_module(n_in, dtype, device, rng)
+        return module, self._make_optimizer(module)
+
     def _build_module(
-        self, n_in: int, n_out: int, dtype: torch.dtype, device: torch.device, g: torch.Generator
+        self, n_in: int, dtype: torch.dtype, device: torch.device, rng: np.random.RandomState
     ) -> nn.Module:
         if self.module is not None:
-            module = self.module(n_in, n_out)
+            module = self.module(n_in, self.n_outputs_)
             if not isinstance(module, nn.Module):
-                raise TypeError(f"module({n_in}, {n_out}) returned {type(module).__name__}, not an nn.Module")
+                raise TypeError(
+                    f"module({n_in}, {self.n_outputs_}) returned {type(module).__name__}, not an nn.Module"
+                )
             return module.to(device=device, dtype=dtype)
-        sizes = [n_in, *self._hidden_sizes(), n_out]
+        sizes = [n_in, *self._hidden_sizes(), self.n_outputs_]
         layers: list[nn.Module] = []
         for fan_in, fan_out in itertools.pairwise(sizes):
             layer = nn.Linear(fan_in, fan_out, device="meta", dtype=dtype).to_empty(device=device)
-            # MLP's Glorot-uniform initialisation, drawn from the local generator only.
+            # MLP's Glorot-uniform initialisation: its draws, in its order, in float64 for every dtype.
             bound = ((2.0 if self.activation == "logistic" else 6.0) / (fan_in + fan_out)) ** 0.5
+            weight = rng.uniform(-bound, bound, (fan_in, fan_out))
+            bias = rng.uniform(-bound, bound, fan_out)
             with torch.no_grad():
-                for p in layer.parameters():
-                    p.copy_(torch.rand(p.shape, generator=g, dtype=dtype) * (2 * bound) - bound)
+                layer.weight.copy_(to_tensor(weight.T))  # nn.Linear keeps (fan_out, fan_in)
+                layer.bias.copy_(to_tensor(bias))
             layers += [layer, _ACTIVATIONS[self.activation]()]
         return nn.Sequential(*layers[:-1])  # no activation after the output layer
 
-    def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+    def _resume(
+        self, device: torch.device, incremental: bool, cuda: list[torch.device]
+    ) -> tuple[nn.Module, torch.optim.Optimizer | None]:
+        """Copies of the fitted module (and of its optimizer, for partial_fit) to train on.
+
+        module_ and its optimizer stay untouched until the fit succeeds, so a failed call changes
+        nothing. As in MLP, partial_fit continues the optimizer and a warm-started fit starts a new one.
+        """
+        if self._global_rng_states is not None:  # a custom module's stream continues too
+            _set_global_rng_states(self._global_rng_states, cuda)
+        if incremental and self._optimizer is not None:
+            # One deepcopy of both, so the copied optimizer points at the copied parameters.
+            module, optimizer = copy.deepcopy((self.module_, self._optimizer))
+            return module.to(device), optimizer  # .to moves parameters in place: references stay valid
+        module = copy.deepcopy(self.module_).to(device)
+        return module, self._make_optimizer(module)
+
+    def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer | None:
         if self.solver == "lbfgs":
-            return torch.optim.LBFGS(
-                module.parameters(),
-                lr=1,
-                max_iter=self.max_iter,
-                tolerance_grad=self.tol,
-                tolerance_change=0.0,
-                line_search_fn="strong_wolfe",
-            )
-        # Group 0 holds the weight matrices: the L2 penalty reaches them as weight decay (see _train).
+            return None  # SciPy runs L-BFGS (see _train_lbfgs)
+        # Group 0 holds the weight matrices: the L2 penalty reaches them as weight decay (see _step).
         matrices = [p for p in module.parameters() if p.ndim > 1]
         others = [p for p in module.parameters() if p.ndim <= 1]
         groups = [{"params": matrices}, {"params": others}]
@@ -330,177 +486,231 @@ class _TorchEstimator(BaseEstimator):
         if self.solver == "sgd":
             nesterov = self.nesterovs_momentum and self.momentum > 0
             return torch.optim.SGD(
-                groups,
-                lr=self.learning_rate_init,
-                momentum=self.momentum,
-                nesterov=nesterov,
-                fused=fused,
+                groups, lr=self.learning_rate_init, momentum=self.momentum, nesterov=nesterov, fused=fused
             )
         betas = (self.beta_1, self.beta_2)
-        return torch.optim.Adam(
-            groups, lr=self.learning_rate_init, betas=betas, eps=self.epsilon, fused=fused
-        )
+        return torch.optim.Adam(groups, lr=self.learning_rate_init, betas=betas, eps=self.epsilon, fused=fused)
 
-    # --- training ------------------------------------------------------------------------------
+    def _check_outputs(self, module: nn.Module, data: _Rows) -> None:
+        """The module must map (batch, n_features_in) to (batch, n_outputs); checked on two rows in
+        eval mode without gradients, so no layer updates its statistics or draws a random number."""
+        module.eval()
+        with torch.no_grad():
+            raw = module(_dense(data.X, slice(0, 2), data.Y.device))
+        expected = (min(2, data.n), self.n_outputs_)
+        if not isinstance(raw, torch.Tensor):
+            raise TypeError(f"the module returned {type(raw).__name__}; it must return one tensor")
+        if tuple(raw.shape) != expected:
+            raise ValueError(
+                f"the module maps {expected[0]} rows to shape {tuple(raw.shape)}; it must return raw "
+                f"outputs of shape (batch, n_outputs) = {expected}, e.g. end with nn.Linear(..., "
+                f"{self.n_outputs_})"
+            )
 
-    def _batch_loss(
-        self, module: nn.Module, X: Any, Y: torch.Tensor, w: torch.Tensor | None, rows: Any
-    ) -> torch.Tensor:
-        """The sum of the (weighted) per-sample losses over the ``rows`` of the data."""
-        return self._loss(
-            module(_dense(X, rows, Y.device)), _take(Y, rows), None if w is None else _take(w, rows)
-        )
-
-    def _penalty(self, module: nn.Module) -> torch.Tensor:
-        """MLP's L2 term, 0.5 * alpha * ||W||^2 over weight matrices (not biases)."""
-        return (
-            0.5
-            * self.alpha
-            * sum((p.square().sum() for p in module.parameters() if p.ndim > 1), torch.tensor(0.0))
-        )
+    # --- training: epochs of mini-batch steps, or L-BFGS ---------------------------------------
 
     def _train(
         self,
         module: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        X: Any,
-        Y: torch.Tensor,
-        w: NDArray | None,
-        g: torch.Generator,
+        optimizer: torch.optim.Optimizer | None,
+        data: _Rows,
         val: Any,
+        rng: np.random.RandomState,
+        *,
         incremental: bool,
         keep: bool,
     ) -> dict[str, Any]:
+        """Train ``module`` in place; return the fitted attributes that describe the training."""
         module.train()
-        n = X.shape[0]
-        if self.solver == "lbfgs":
-            return self._train_lbfgs(module, optimizer, X, Y, w, n)
-        batch = min(200 if self.batch_size == "auto" else int(self.batch_size), n)
-        curve = list(self.loss_curve_) if keep else []
-        t, n_iter = (self.t_, self.n_iter_) if keep else (0, 0)
-        scores = (list(self.validation_scores_ or []) if keep else []) if self.early_stopping else None
-        best_loss = np.inf if not keep or self.best_loss_ is None else self.best_loss_
-        best_score = (
-            -np.inf if not keep or self.best_validation_score_ is None else self.best_validation_score_
-        )
+        if optimizer is None:
+            return self._train_lbfgs(module, data)
+        progress = self._progress(keep, early_stopping=val is not None)
+        n_iter = self.n_iter_ if incremental and keep else 0  # partial_fit counts on; a fit counts itself
+        t = self.t_ if keep else 0
         # Under warm start the current weights are the best validated so far.
-        best_state = copy.deepcopy(module.state_dict()) if keep and scores is not None else None
-        no_improvement = 0
-        starts = range(0, n, batch)
-        w_t = None if w is None else to_tensor(w, device=Y.device)
-        matrices = optimizer.param_groups[0]
-        params = [p for group in optimizer.param_groups for p in group["params"]]
+        best = copy.deepcopy(module.state_dict()) if keep and val is not None else None
         for _ in range(1 if incremental else self.max_iter):
-            order = torch.randperm(n, generator=g) if self.shuffle else None
-            # Each batch's loss is a weighted mean: divided by its weight (MLP's sw_sum), computed here
-            # for the whole epoch at once, on the host, so no step waits on the device.
-            weights = (
-                [min(batch, n - start) for start in starts]
-                if w is None
-                else np.add.reduceat(w if order is None else w[to_numpy(order)], starts).tolist()
-            )
-            order = None if order is None else order.to(Y.device)
-            losses = []
-            for start, weight in zip(starts, weights, strict=True):
-                if weight == 0:  # every sample weighs nothing: there is nothing to learn from this batch
-                    continue
-                rows = slice(start, start + batch) if order is None else order[start : start + batch]
-                data_loss = self._batch_loss(module, X, Y, w_t, rows)
-                # The L2 term's gradient, alpha * W / weight, is the optimizer's weight decay.
-                matrices["weight_decay"] = self.alpha / weight
-                for p in params:  # zero_grad(set_to_none=True), without its per-call profiling hooks
-                    p.grad = None
-                torch.autograd.backward(data_loss / weight)
-                optimizer.step()
-                losses.append(data_loss.detach())
-            # As MLP reports it: every batch adds the L2 term (here with the epoch's final weights).
-            with torch.no_grad():
-                penalty = float(self._penalty(module)) * len(losses)
-            epoch_loss = (float(torch.stack(losses).sum()) + penalty) / sum(weights)
-            n_iter, t = n_iter + 1, t + n
-            curve.append(epoch_loss)
+            # MLP's draws; a fresh permutation each epoch, so that partial_fit repeats fit exactly.
+            order = rng.permutation(data.n) if self.shuffle else None
+            loss = self._epoch(module, optimizer, data, order)
+            n_iter, t = n_iter + 1, t + data.n
             if self.verbose:
-                print(f"Iteration {n_iter}, loss = {epoch_loss:.8f}")
-            if scores is None and not np.isfinite(epoch_loss):
-                raise ValueError(
-                    f"the training loss became {epoch_loss} at iteration {n_iter}; the data may need "
-                    f"scaling (e.g. StandardScaler) or learning_rate_init={self.learning_rate_init} "
-                    f"is too large"
-                )
-            if scores is not None:
-                module.eval()
-                with np.errstate(all="ignore"):  # diverged predictions score NaN, as in MLP
-                    score = self._score_module(module, *val, device=Y.device)
-                score = score if np.isfinite(score) else np.nan
-                module.train()
-                scores.append(score)
-                no_improvement = no_improvement + 1 if not score >= best_score + self.tol else 0
-                if score > best_score:
-                    best_score, best_state = score, copy.deepcopy(module.state_dict())
-                if self.verbose:
-                    print(f"Validation score: {score:.6f}")
-            else:
-                no_improvement = no_improvement + 1 if epoch_loss > best_loss - self.tol else 0
-                best_loss = min(best_loss, epoch_loss)
-            if not incremental and no_improvement > self.n_iter_no_change:
-                break
+                print(f"Iteration {n_iter}, loss = {loss:.8f}")
+            progress.add_loss(loss, self.tol)
+            if val is None:
+                self._check_finite(loss, n_iter)
+            elif progress.add_score(self._validation_score(module, val, data.Y.device), self.tol):
+                best = copy.deepcopy(module.state_dict())
+            self._schedule(optimizer, t)
+            if progress.stalled > self.n_iter_no_change:
+                if self._stop_or_slow_down(optimizer):
+                    break
+                progress.stalled = 0
         else:
             if not incremental:
-                _warn_not_converged(self.max_iter)
-        if best_state is not None:
-            module.load_state_dict(best_state)  # early stopping keeps the best validated weights
-        elif scores is not None and not np.isfinite(best_score):
-            raise ValueError("no validation score was finite; scale the data or lower learning_rate_init")
-        return {
-            "loss_": curve[-1],
-            "loss_curve_": curve,
-            "n_iter_": n_iter,
-            "t_": t,
-            "best_loss_": None if scores is not None else best_loss,
-            "validation_scores_": scores,
-            "best_validation_score_": best_score if scores is not None else None,
-        }
+                _warn_not_converged(f"max_iter={self.max_iter} epochs ended training")
+        if val is not None:
+            if best is None:
+                raise ValueError("no validation score was finite: scale the data or lower learning_rate_init")
+            module.load_state_dict(best)  # early stopping keeps the best validated weights
+        return {**progress.attributes(), "n_iter_": n_iter, "t_": t}
 
-    def _train_lbfgs(
+    def _progress(self, keep: bool, *, early_stopping: bool) -> _Progress:
+        if not keep:
+            return _Progress(early_stopping)
+        best_score = self.best_validation_score_
+        return _Progress(
+            early_stopping,
+            list(self.loss_curve_),
+            list(self.validation_scores_ or []) if early_stopping else [],
+            best_loss=np.inf if self.best_loss_ is None else self.best_loss_,
+            best_score=-np.inf if best_score is None or not early_stopping else best_score,
+            stalled=self._no_improvement_count,
+        )
+
+    def _epoch(
+        self, module: nn.Module, optimizer: torch.optim.Optimizer, data: _Rows, order: NDArray | None
+    ) -> float:
+        """One pass over the rows (in ``order``, if given) in mini-batches, one step each; the epoch's
+        loss as MLP reports it."""
+        n = data.n
+        batch = min(200 if self.batch_size == "auto" else int(self.batch_size), n)
+        starts = range(0, n, batch)
+        # Each batch's loss is a weighted mean: divided by its weight (MLP's sw_sum), computed here
+        # for the whole epoch at once, on the host, so no step waits on the device.
+        weights = (
+            [min(batch, n - start) for start in starts]
+            if data.w is None
+            else np.add.reduceat(data.w if order is None else data.w[order], starts).tolist()
+        )
+        index = None if order is None else to_tensor(order, device=data.Y.device)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        losses = []
+        for start, weight in zip(starts, weights, strict=True):
+            if weight == 0:  # every sample weighs nothing: there is nothing to learn from this batch
+                continue
+            rows = slice(start, start + batch) if index is None else index[start : start + batch]
+            losses.append(self._step(module, optimizer, params, data, rows, weight))
+        # As MLP reports it: every batch adds the L2 term (here with the epoch's final weights).
+        with torch.no_grad():
+            penalty = float(self._penalty(module)) * len(losses)
+        return (float(torch.stack(losses).sum()) + penalty) / sum(weights)
+
+    def _step(
         self,
         module: nn.Module,
         optimizer: torch.optim.Optimizer,
-        X: Any,
-        Y: torch.Tensor,
-        w: NDArray | None,
-        n: int,
-    ) -> dict[str, Any]:
-        weight_all = n if w is None else float(w.sum())
-        w_t = None if w is None else to_tensor(w, device=Y.device)
-        step = _chunk_rows(X) if hasattr(X, "tocsr") else max(n, 1)  # sparse: densified a chunk at a time
+        params: list[torch.Tensor],
+        data: _Rows,
+        rows: slice | torch.Tensor,
+        weight: float,
+    ) -> torch.Tensor:
+        """One optimizer step on ``rows``; returns their summed (weighted) data loss, detached."""
+        data_loss = self._batch_loss(module, data, rows)
+        # The L2 term's gradient, alpha * W / weight, is the optimizer's weight decay on group 0.
+        optimizer.param_groups[0]["weight_decay"] = self.alpha / weight
+        for p in params:  # zero_grad(set_to_none=True), without its per-call profiling hooks
+            p.grad = None
+        torch.autograd.backward(data_loss / weight)
+        optimizer.step()
+        return data_loss.detach()
 
-        def closure() -> torch.Tensor:  # the full-batch loss, its gradient accumulated chunk by chunk
-            optimizer.zero_grad(set_to_none=True)
-            total = 0.0
-            for start in range(0, n, step):
-                data_loss = self._batch_loss(module, X, Y, w_t, slice(start, start + step))
-                torch.autograd.backward(data_loss / weight_all)
-                total += float(data_loss.detach())
-            penalty = self._penalty(module)
-            if penalty.requires_grad:  # False only for a module without weight matrices
-                torch.autograd.backward(penalty / weight_all)
-            return torch.tensor((total + float(penalty.detach())) / weight_all)
+    def _batch_loss(self, module: nn.Module, data: _Rows, rows: slice | torch.Tensor) -> torch.Tensor:
+        """The sum of the (weighted) per-sample losses over ``rows``."""
+        w = None if data.w_t is None else _take(data.w_t, rows)
+        return self._loss(module(_dense(data.X, rows, data.Y.device)), _take(data.Y, rows), w)
 
-        loss = float(optimizer.step(closure))  # type: ignore[arg-type]  # LBFGS returns the closure's loss
-        n_iter = int(optimizer.state[next(iter(module.parameters()))].get("n_iter", 0))
+    def _penalty(self, module: nn.Module) -> torch.Tensor:
+        """MLP's L2 term, 0.5 * alpha * ||W||^2 over weight matrices (not biases)."""
+        squares = (p.square().sum() for p in module.parameters() if p.ndim > 1)
+        return 0.5 * self.alpha * sum(squares, torch.tensor(0.0))
+
+    def _validation_score(self, module: nn.Module, val: Any, device: torch.device) -> float:
+        module.eval()
+        with np.errstate(all="ignore"):  # diverged predictions score NaN, as in MLP
+            score = self._score_module(module, *val, device=device)
+        module.train()
+        return score if np.isfinite(score) else np.nan
+
+    def _check_finite(self, loss: float, n_iter: int) -> None:
+        if not np.isfinite(loss):
+            raise ValueError(
+                f"the training loss became {loss} at iteration {n_iter}; the data may need scaling "
+                f"(e.g. StandardScaler) or learning_rate_init={self.learning_rate_init} is too large"
+            )
+
+    def _schedule(self, optimizer: torch.optim.Optimizer, t: int) -> None:
+        """MLP's 'invscaling' rate for sgd, set after each epoch: learning_rate_init / (t + 1) ** power_t,
+        ``t`` being the number of samples seen."""
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            for group in optimizer.param_groups:
+                group["lr"] = self.learning_rate_init / (t + 1) ** self.power_t
+
+    def _stop_or_slow_down(self, optimizer: torch.optim.Optimizer) -> bool:
+        """At a stall: stop, or with sgd's 'adaptive' rate divide it by 5 and go on (stop at 1e-6)."""
+        lr = optimizer.param_groups[0]["lr"]
+        if self.solver != "sgd" or self.learning_rate != "adaptive" or lr <= 1e-6:
+            return True
+        for group in optimizer.param_groups:
+            group["lr"] = lr / 5
+        if self.verbose:
+            print(f"Setting learning rate to {lr / 5:.6f}")
+        return False
+
+    def _train_lbfgs(self, module: nn.Module, data: _Rows) -> dict[str, Any]:
+        """Full-batch L-BFGS as MLP runs it: SciPy's L-BFGS-B with max_iter, max_fun and gtol=tol, on
+        the loss and gradient autograd computes (in chunks of rows for sparse input)."""
+        params = list(module.parameters())
+        total_weight = data.n if data.w is None else float(data.w.sum())
+
+        def loss_and_gradient(x: NDArray) -> tuple[float, NDArray]:
+            with torch.no_grad():
+                vector_to_parameters(to_tensor(x, dtype=params[0].dtype, device=params[0].device), params)
+            loss = self._full_batch_loss(module, data, total_weight)
+            gradient = parameters_to_vector([p.grad for p in params])  # type: ignore[misc]  # all set
+            return loss, to_numpy(gradient, dtype=np.float64)
+
+        x0 = to_numpy(parameters_to_vector(params).detach(), dtype=np.float64)
+        result = scipy.optimize.minimize(
+            loss_and_gradient,
+            x0,
+            method="L-BFGS-B",
+            jac=True,
+            options={"maxiter": self.max_iter, "maxfun": self.max_fun, "gtol": self.tol},
+        )
+        with torch.no_grad():
+            vector_to_parameters(to_tensor(result.x, dtype=params[0].dtype, device=params[0].device), params)
+        loss = float(result.fun)
         if not np.isfinite(loss):
             raise ValueError(f"the training loss became {loss}; scale the data or add alpha")
-        if n_iter >= self.max_iter:
-            _warn_not_converged(self.max_iter)
+        if result.status != 0:  # MLP warns alike: max_iter or max_fun ran out, or the line search failed
+            _warn_not_converged(f"L-BFGS stopped after {result.nit} iterations: {result.message}")
+        n_iter = min(int(result.nit), self.max_iter)
         return {
             "loss_": loss,
             "loss_curve_": [loss],
             "n_iter_": n_iter,
-            "t_": n * n_iter,
+            "t_": data.n * n_iter,
             "best_loss_": loss,
             "validation_scores_": None,
             "best_validation_score_": None,
+            "_no_improvement_count": 0,
         }
+
+    def _full_batch_loss(self, module: nn.Module, data: _Rows, total_weight: float) -> float:
+        """MLP's loss over all rows, weighted mean plus L2 term; leaves its gradient in ``.grad``."""
+        for p in module.parameters():
+            p.grad = None
+        step = _chunk_rows(data.X) if hasattr(data.X, "tocsr") else max(data.n, 1)
+        total = 0.0
+        for start in range(0, data.n, step):
+            data_loss = self._batch_loss(module, data, slice(start, start + step)) / total_weight
+            torch.autograd.backward(data_loss)
+            total += float(data_loss.detach())
+        penalty = self._penalty(module) / total_weight
+        if penalty.requires_grad:  # False only for a module without weight matrices
+            torch.autograd.backward(penalty)
+        return total + float(penalty.detach())
 
     # --- inference -------------------------------------------------------------------------------
 
@@ -510,24 +720,28 @@ class _TorchEstimator(BaseEstimator):
         X: Any,
         device: torch.device,
         fn: Callable[[torch.Tensor], torch.Tensor],
+        dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """``fn(module(rows))`` over ``X`` in chunks of rows, under inference mode."""
+        """``fn(module(rows))`` over ``X`` in chunks of rows cast to ``dtype``, under inference mode."""
         n, step = X.shape[0], _chunk_rows(X)
         with torch.inference_mode():
-            out = fn(module(_dense(X, slice(0, step), device)))
+            out = fn(module(_dense(X, slice(0, step), device, dtype)))
             if n > step:
                 # One output buffer, filled in place: a list of small chunk results, concatenated at
                 # the end, would fragment the heap and raise peak memory several times over.
                 out = torch.cat([out, out.new_empty((n - len(out), *out.shape[1:]))])
                 for start in range(step, n, step):
-                    out[start : start + step] = fn(module(_dense(X, slice(start, start + step), device)))
+                    rows = slice(start, start + step)
+                    out[rows] = fn(module(_dense(X, rows, device, dtype)))
             return out
 
     def _forward(self, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``fn`` of the module's raw outputs for ``X``, a tensor on the module's device."""
+        """``fn`` of the module's raw outputs for ``X``: a tensor on the module's device, floating
+        results in X's dtype (float32 or float64, as validate_data makes it) as in MLP."""
         weight = next(self.module_.parameters())  # inference runs where the module lives, in its dtype
-        X_ = validate_data(self, _host(X), reset=False, accept_sparse="csr", dtype=numpy_dtype(weight.dtype))
-        return self._map_chunks(self.module_, X_, weight.device, fn)
+        X_ = validate_data(self, _host(X), reset=False, accept_sparse="csr", dtype=(np.float64, np.float32))
+        out = self._map_chunks(self.module_, X_, weight.device, fn, weight.dtype)
+        return out.to(torch_dtype(X_.dtype)) if out.is_floating_point() else out
 
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = super().__getstate__()
@@ -583,22 +797,32 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         check_classification_targets(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if y.ndim == 2 and type_of_target(y) != "multilabel-indicator":
+            raise ValueError(
+                f"y is {type_of_target(y)} with {y.shape[1]} columns; a classifier takes one label per "
+                f"sample or a multilabel indicator matrix of 0s and 1s (for several multiclass outputs, "
+                f"wrap it in sklearn.multioutput.MultiOutputClassifier)"
+            )
         multilabel = y.ndim == 2
         found = np.arange(y.shape[1]) if multilabel else np.unique(y)
-        known = self.classes_ if keep else found if classes is None else np.unique(_host(classes))
+        given = None if classes is None else np.unique(_host(classes))
+        if keep and given is not None and not np.array_equal(given, self.classes_):
+            raise ValueError(
+                f"classes={given} differs from the classes {self.classes_} of the first call; "
+                f"partial_fit keeps the classes it started with"
+            )
+        known = self.classes_ if keep else found if given is None else given
         unknown = np.setdiff1d(found, known)
         if unknown.size or keep and not incremental and not np.array_equal(found, known):
             raise ValueError(
                 f"y has the labels {found}, but the model's classes are {known}; warm_start and "
                 f"partial_fit keep the classes of the first fit (pass every label as classes=)"
             )
-        if len(known) < 2:
-            raise ValueError(f"y has only one class ({known}); a classifier needs at least two classes")
         self.classes_ = known
         if multilabel:
             return y.astype(dtype), "logistic"
-        if len(known) == 2:  # one logistic output, as in MLP
-            return (y == known[1]).astype(dtype)[:, None], "logistic"
+        if len(known) <= 2:  # one logistic output, as in MLP; with a single class its target is always 1
+            return (y == known[-1]).astype(dtype)[:, None], "logistic"
         return np.searchsorted(known, y), "softmax"
 
     def _loss(self, raw: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -613,7 +837,11 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         if self.out_activation_ == "softmax":
             return raw.softmax(1)
         p = raw.sigmoid()
-        return p if self.n_outputs_ > 1 or len(self.classes_) > 2 else torch.cat([1 - p, p], 1)
+        if self.n_outputs_ > 1:  # multilabel: one probability per label
+            return p
+        if len(self.classes_) == 1:  # a single class seen in training: it is certain
+            return torch.ones_like(p)
+        return torch.cat([1 - p, p], 1)
 
     def _score_module(
         self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
@@ -621,7 +849,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         proba = to_numpy(self._map_chunks(module, X, device, self._probabilities))
         if not np.isfinite(proba).all():
             return np.nan
-        return float(accuracy_score(y, self.classes_[proba.argmax(1)], sample_weight=w))
+        labels = (proba > 0.5).astype(y.dtype) if y.ndim == 2 else self.classes_[proba.argmax(1)]
+        return float(accuracy_score(y, labels, sample_weight=w))
 
     def predict_proba(self, X: Any) -> Output:
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
@@ -666,12 +895,14 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         solver: str = "adam",
         alpha: float = 1e-4,
         batch_size: int | str = "auto",
+        learning_rate: str = "constant",
         learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
         max_iter: int = 200,
         shuffle: bool = True,
         random_state: int | np.random.RandomState | None = None,
         tol: float = 1e-4,
-        verbose: bool = False,
+        verbose: bool | int = False,
         warm_start: bool = False,
         momentum: float = 0.9,
         nesterovs_momentum: bool = True,
@@ -680,7 +911,8 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
         module: ModuleFactory | None = None,
         device: Device = None,
     ) -> None:
@@ -690,7 +922,9 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
             solver=solver,
             alpha=alpha,
             batch_size=batch_size,
+            learning_rate=learning_rate,
             learning_rate_init=learning_rate_init,
+            power_t=power_t,
             max_iter=max_iter,
             shuffle=shuffle,
             random_state=random_state,
@@ -705,6 +939,7 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
             beta_2=beta_2,
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
             module=module,
             device=device,
         )
@@ -755,11 +990,13 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         return _to_caller(X, out.reshape(-1) if self.n_outputs_ == 1 else out)
 
 
-def _seed(random_state: int | np.random.RandomState | None) -> int:
-    """A seed for the local generator, leaving NumPy's global RandomState untouched."""
+def _random_state(random_state: int | np.random.RandomState | None) -> np.random.RandomState:
+    """MLP's stream for ``random_state``; for None, one seeded from OS entropy, since
+    check_random_state(None) would draw from (and advance) NumPy's global RandomState."""
     if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)  # OS entropy
-    return int(check_random_state(random_state).randint(2**31 - 1))
+        return np.random.RandomState(np.random.SeedSequence().generate_state(1))
+    rng: np.random.RandomState = check_random_state(random_state)
+    return rng
 
 
 def _tensor_out(X: Any) -> bool:
@@ -779,14 +1016,16 @@ def _host(x: Any) -> Any:
     return to_numpy(x) if isinstance(x, torch.Tensor) else x
 
 
-def _dense(X: Any, rows: Any, device: torch.device) -> torch.Tensor:
-    """Rows of ``X`` as a dense tensor on ``device``; a sparse matrix is densified only for them."""
+def _dense(X: Any, rows: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Rows of ``X`` as a dense tensor on ``device`` (cast to ``dtype``); a sparse matrix is densified
+    only for them."""
     if isinstance(X, torch.Tensor):
-        return _take(X, rows)
+        part = _take(X, rows)
+        return part if dtype is None else part.to(dtype)
     if isinstance(rows, torch.Tensor):
         rows = to_numpy(rows.cpu())
     part = X[rows]
-    return to_tensor(part.toarray() if hasattr(part, "toarray") else part, device=device)
+    return to_tensor(part.toarray() if hasattr(part, "toarray") else part, dtype=dtype, device=device)
 
 
 def _take(t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
@@ -799,16 +1038,22 @@ def _chunk_rows(X: Any) -> int:
     return max(1, min(_CHUNK, 2**22 // max(X.shape[1], 1))) if hasattr(X, "tocsr") else _CHUNK
 
 
-def _to_cpu(module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer]:
+def _to_cpu(
+    module: nn.Module, optimizer: torch.optim.Optimizer | None
+) -> tuple[nn.Module, torch.optim.Optimizer | None]:
     if all(p.is_cpu for p in module.parameters()):
         return module, optimizer
     module, optimizer = copy.deepcopy((module, optimizer))
     module.cpu()  # moves parameters in place, so the optimizer's references stay valid
-    for state in optimizer.state.values():
+    for state in [] if optimizer is None else optimizer.state.values():
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
                 state[key] = value.cpu()
     return module, optimizer
+
+
+def _global_rng_states(cuda: list[torch.device]) -> list[torch.Tensor]:
+    return [torch.get_rng_state(), *map(torch.cuda.get_rng_state, cuda)]
 
 
 def _set_global_rng_states(states: list[torch.Tensor], cuda: list[torch.device]) -> None:
@@ -817,9 +1062,25 @@ def _set_global_rng_states(states: list[torch.Tensor], cuda: list[torch.device])
         torch.cuda.set_rng_state(state, device)
 
 
-def _warn_not_converged(max_iter: int) -> None:
+def _warn_not_converged(why: str) -> None:
     warnings.warn(
-        f"training stopped at max_iter={max_iter} before the loss converged; raise max_iter or tol",
+        f"training stopped before it converged: {why}; raise max_iter (or tol)",
         ConvergenceWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
+
+
+@contextlib.contextmanager
+def _private_global_rng(enabled: bool, cuda: list[torch.device]) -> Iterator[None]:
+    """Run a custom module's fit on a forked copy of torch's global generator, one fit at a time.
+
+    A custom module's constructor and layers (dropout) draw from torch's process-wide generator. The
+    fork hands them a stream seeded from random_state and restores the caller's state on exit; the lock
+    keeps fits in parallel threads from drawing from each other's streams. The built-in MLP draws from
+    its local generator only and needs neither.
+    """
+    if not enabled:
+        yield
+        return
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda):
+        yield
