@@ -77,6 +77,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _GLOBAL_RNG_LOCK = threading.Lock()  # see _private_global_rng
 
 
+class _MLP(nn.Sequential):
+    """The built-in network: nn.Linear layers with MLP's activation between them."""
+
+    accepts_sparse = True  # its first nn.Linear multiplies a sparse COO batch as it is (see _batch)
+
+
 class _Rows(NamedTuple):
     """Training data as the loop reads it: ``X`` (a tensor, or CSR densified a batch at a time), the
     targets and sample weights on the device, and the weights on the host too, where batch sums need no
@@ -367,7 +373,7 @@ class _TorchEstimator(BaseEstimator):
             multi_output=True,
             y_numeric=not is_classifier(self),
         )
-        return X_, y_, device
+        return _canonical(X_), y_, device
 
     def _resolve_device(self, X: Any) -> torch.device:
         device = (
@@ -456,7 +462,7 @@ class _TorchEstimator(BaseEstimator):
                 layer.weight.copy_(to_tensor(weight.T))  # nn.Linear keeps (fan_out, fan_in)
                 layer.bias.copy_(to_tensor(bias))
             layers += [layer, _ACTIVATIONS[self.activation]()]
-        return nn.Sequential(*layers[:-1])  # no activation after the output layer
+        return _MLP(*layers[:-1])  # no activation after the output layer
 
     def _resume(
         self, device: torch.device, incremental: bool, cuda: list[torch.device]
@@ -496,7 +502,7 @@ class _TorchEstimator(BaseEstimator):
         eval mode without gradients, so no layer updates its statistics or draws a random number."""
         module.eval()
         with torch.no_grad():
-            raw = module(_dense(data.X, slice(0, 2), data.Y.device))
+            raw = module(_batch(module, data.X, slice(0, 2), data.Y.device))
         expected = (min(2, data.n), self.n_outputs_)
         if not isinstance(raw, torch.Tensor):
             raise TypeError(f"the module returned {type(raw).__name__}; it must return one tensor")
@@ -618,7 +624,7 @@ class _TorchEstimator(BaseEstimator):
     def _batch_loss(self, module: nn.Module, data: _Rows, rows: slice | torch.Tensor) -> torch.Tensor:
         """The sum of the (weighted) per-sample losses over ``rows``."""
         w = None if data.w_t is None else _take(data.w_t, rows)
-        return self._loss(module(_dense(data.X, rows, data.Y.device)), _take(data.Y, rows), w)
+        return self._loss(module(_batch(module, data.X, rows, data.Y.device)), _take(data.Y, rows), w)
 
     def _penalty(self, module: nn.Module) -> torch.Tensor:
         """MLP's L2 term, 0.5 * alpha * ||W||^2 over weight matrices (not biases)."""
@@ -701,7 +707,7 @@ class _TorchEstimator(BaseEstimator):
         """MLP's loss over all rows, weighted mean plus L2 term; leaves its gradient in ``.grad``."""
         for p in module.parameters():
             p.grad = None
-        step = _chunk_rows(data.X) if hasattr(data.X, "tocsr") else max(data.n, 1)
+        step = _chunk_rows(module, data.X) if hasattr(data.X, "tocsr") else max(data.n, 1)
         total = 0.0
         for start in range(0, data.n, step):
             data_loss = self._batch_loss(module, data, slice(start, start + step)) / total_weight
@@ -723,16 +729,16 @@ class _TorchEstimator(BaseEstimator):
         dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
         """``fn(module(rows))`` over ``X`` in chunks of rows cast to ``dtype``, under inference mode."""
-        n, step = X.shape[0], _chunk_rows(X)
+        n, step = X.shape[0], _chunk_rows(module, X)
         with torch.inference_mode():
-            out = fn(module(_dense(X, slice(0, step), device, dtype)))
+            out = fn(module(_batch(module, X, slice(0, step), device, dtype)))
             if n > step:
                 # One output buffer, filled in place: a list of small chunk results, concatenated at
                 # the end, would fragment the heap and raise peak memory several times over.
                 out = torch.cat([out, out.new_empty((n - len(out), *out.shape[1:]))])
                 for start in range(step, n, step):
                     rows = slice(start, start + step)
-                    out[rows] = fn(module(_dense(X, rows, device, dtype)))
+                    out[rows] = fn(module(_batch(module, X, rows, device, dtype)))
             return out
 
     def _forward(self, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -740,6 +746,7 @@ class _TorchEstimator(BaseEstimator):
         results in X's dtype (float32 or float64, as validate_data makes it) as in MLP."""
         weight = next(self.module_.parameters())  # inference runs where the module lives, in its dtype
         X_ = validate_data(self, _host(X), reset=False, accept_sparse="csr", dtype=(np.float64, np.float32))
+        X_ = _canonical(X_)
         out = self._map_chunks(self.module_, X_, weight.device, fn, weight.dtype)
         return out.to(torch_dtype(X_.dtype)) if out.is_floating_point() else out
 
@@ -1016,16 +1023,31 @@ def _host(x: Any) -> Any:
     return to_numpy(x) if isinstance(x, torch.Tensor) else x
 
 
-def _dense(X: Any, rows: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Rows of ``X`` as a dense tensor on ``device`` (cast to ``dtype``); a sparse matrix is densified
-    only for them."""
+def _batch(
+    module: nn.Module, X: Any, rows: Any, device: torch.device, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Rows of ``X`` as a tensor on ``device`` (cast to ``dtype``) for ``module``.
+
+    Rows of a sparse matrix stay sparse (a COO tensor) for a module that says it takes them, as the
+    built-in MLP does (``accepts_sparse = True``): its first layer multiplies them as they are. Any
+    other module gets them densified, and only them.
+    """
     if isinstance(X, torch.Tensor):
         part = _take(X, rows)
         return part if dtype is None else part.to(dtype)
     if isinstance(rows, torch.Tensor):
         rows = to_numpy(rows.cpu())
     part = X[rows]
-    return to_tensor(part.toarray() if hasattr(part, "toarray") else part, dtype=dtype, device=device)
+    if not hasattr(part, "tocoo"):
+        return to_tensor(part, dtype=dtype, device=device)
+    if not getattr(module, "accepts_sparse", False):
+        return to_tensor(part.toarray(), dtype=dtype, device=device)
+    coo = part.tocoo()  # rows of a canonical CSR matrix: sorted, no duplicates, hence coalesced
+    indices = to_tensor(np.vstack([coo.row, coo.col]), dtype=torch.int64, device=device)
+    values = to_tensor(coo.data, dtype=dtype, device=device)
+    # Invariants hold by construction (validated CSR); saying so explicitly is how torch asks us to
+    # opt out of its per-tensor checks instead of warning.
+    return torch.sparse_coo_tensor(indices, values, coo.shape, check_invariants=False, is_coalesced=True)
 
 
 def _take(t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
@@ -1033,9 +1055,21 @@ def _take(t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
     return t[rows] if isinstance(rows, slice) else t.index_select(0, rows)
 
 
-def _chunk_rows(X: Any) -> int:
-    """Rows per chunk: _CHUNK, fewer for a sparse matrix so a densified chunk stays near 16 MiB."""
-    return max(1, min(_CHUNK, 2**22 // max(X.shape[1], 1))) if hasattr(X, "tocsr") else _CHUNK
+def _canonical(X: Any) -> Any:
+    """``X``, or for a sparse matrix with unsorted or duplicate indices, a canonical copy of it."""
+    if getattr(X, "has_canonical_format", True):
+        return X
+    X = X.copy()
+    X.sum_duplicates()  # sorts the indices too
+    return X
+
+
+def _chunk_rows(module: nn.Module, X: Any) -> int:
+    """Rows per inference chunk: _CHUNK, fewer for a sparse matrix the module takes densified, so that
+    a densified chunk stays near 16 MiB."""
+    if not hasattr(X, "tocsr") or getattr(module, "accepts_sparse", False):
+        return _CHUNK
+    return max(1, min(_CHUNK, 2**22 // max(int(X.shape[1]), 1)))
 
 
 def _to_cpu(

@@ -786,6 +786,56 @@ def test_a_module_output_of_the_wrong_shape_is_named() -> None:
         TorchRegressor(module=Flat, **TINY).fit(*regression())
 
 
+
+# --- sparse input ------------------------------------------------------------------------------
+
+
+@quiet
+def test_sparse_input_is_never_densified_for_the_built_in_mlp() -> None:
+    # 200,000 x 20,000: 32 GB dense in float64, 24 MB as CSR. Training and inference must not densify.
+    rng = np.random.default_rng(0)
+    n, d, per_row = 200_000, 20_000, 10
+    X = scipy.sparse.csr_matrix(
+        (rng.normal(size=n * per_row), rng.integers(0, d, n * per_row), np.arange(0, n * per_row + 1, per_row)),
+        shape=(n, d),
+    )
+    X.sum_duplicates()
+    y = np.asarray(X[:, :100].sum(axis=1)).ravel() > 0
+    csr_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    clf = TorchClassifier(max_iter=1, batch_size=2000, hidden_layer_sizes=(8,), random_state=0)
+    clf.fit(X[:1000], y[:1000])  # warm-up outside the count
+    assert fit_predict_peak(clf, X, y) < 0.25 * csr_bytes
+
+
+class LayoutSpy(nn.Module):
+    """A linear module recording the layout of each batch it is given."""
+
+    layouts: list[torch.layout] = []
+
+    def __init__(self, n_features: int, n_outputs: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_features, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        LayoutSpy.layouts.append(x.layout)
+        return self.linear(x)  # type: ignore[no-any-return]
+
+
+class SparseSpy(LayoutSpy):
+    accepts_sparse = True  # opts in: batches of a sparse X arrive as sparse COO tensors
+
+
+@quiet
+@pytest.mark.parametrize(("module", "layout"), [(LayoutSpy, torch.strided), (SparseSpy, torch.sparse_coo)])
+def test_custom_modules_get_dense_batches_unless_they_opt_in(module: Any, layout: torch.layout) -> None:
+    X, y = blobs()
+    LayoutSpy.layouts = []
+    clf = TorchClassifier(module=module, **TINY).fit(scipy.sparse.csr_matrix(X), y)
+    clf.predict(scipy.sparse.csr_matrix(X))
+    assert set(LayoutSpy.layouts) == {layout}
+    assert_allclose(clf.predict_proba(X), clf.predict_proba(scipy.sparse.csr_matrix(X)), rtol=1e-12)
+
+
 # --- CUDA ------------------------------------------------------------------------------------
 
 
