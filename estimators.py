@@ -217,7 +217,7 @@ class _TorchEstimator(BaseEstimator):
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True  # CSR is densified one mini-batch at a time
+        tags.input_tags.sparse = True  # CSR: sparse batches for the built-in MLP, dense for other modules
         tags.array_api_support = True  # tensor in, tensor out under array_api_dispatch
         return tags
 
