@@ -84,7 +84,7 @@ class _MLP(nn.Sequential):
 
 
 class _Rows(NamedTuple):
-    """Training data as the loop reads it: ``X`` (a tensor, or CSR densified a batch at a time), the
+    """Training data as the loop reads it: ``X`` (a tensor, or CSR sliced a batch at a time), the
     targets and sample weights on the device, and the weights on the host too, where batch sums need no
     device sync."""
 
