@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, check_scoring, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
@@ -96,6 +97,16 @@ class _Rows(NamedTuple):
     @property
     def n(self) -> int:
         return int(self.X.shape[0])
+
+
+class _Held(NamedTuple):
+    """The validation part of the data: ``X``, the targets as given (``y``) and as the loss takes them
+    (``Y``), and the sample weights."""
+
+    X: Any
+    y: NDArray
+    Y: NDArray
+    w: NDArray | None
 
 
 @dataclass
@@ -186,6 +197,7 @@ class _TorchEstimator(BaseEstimator):
         epsilon: float = 1e-8,
         n_iter_no_change: int | float = 10,
         max_fun: int = 15000,
+        scoring: str | Callable[..., float] | None = None,
         module: ModuleFactory | None = None,
         device: Device = None,
     ) -> None:
@@ -212,6 +224,7 @@ class _TorchEstimator(BaseEstimator):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.scoring = scoring
         self.module = module
         self.device = device
 
@@ -279,6 +292,7 @@ class _TorchEstimator(BaseEstimator):
             y_, X_.dtype, keep=keep, incremental=incremental, classes=classes
         )
         self.n_outputs_ = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
+        w = self._weigh_classes(w, y_, X_.dtype)
         # MLP's random stream: the same random_state draws the same initial weights and shuffles. A
         # copy of the stream is continued, so a failed call leaves the fitted one as it was.
         rng = copy.deepcopy(self._rng) if keep else _random_state(self.random_state)
@@ -293,6 +307,8 @@ class _TorchEstimator(BaseEstimator):
             w_t = None if w is None else to_tensor(w, device=device)
             data = _Rows(X_t, to_tensor(Y, device=device), w, w_t)
             self._check_outputs(module, data)
+            if val is not None and self.scoring not in (None, "loss"):
+                self._validation_score(module, val, device)  # a scorer that cannot work fails before training
             record = self._train(module, optimizer, data, val, rng, incremental=incremental, keep=keep)
             global_states = _global_rng_states(cuda) if self.module is not None else None
         module.eval()  # predict is pure: it relies on eval mode and never toggles it
@@ -325,6 +341,10 @@ class _TorchEstimator(BaseEstimator):
         if not (self.batch_size == "auto" or isinstance(self.batch_size, Integral) and self.batch_size > 0):
             raise ValueError(f"batch_size must be 'auto' or an int > 0, got {self.batch_size!r}")
         self._check_module_param()
+        if self.scoring is not None and self.scoring != "loss":
+            if not (isinstance(self.scoring, str) or callable(self.scoring)):
+                raise TypeError(f"scoring must be None, 'loss', a scorer name or a callable, got {self.scoring!r}")
+            check_scoring(self, scoring=self.scoring)  # an unknown name is a ValueError naming it
         if incremental and self.early_stopping:
             raise ValueError(
                 "partial_fit has no validation split to stop on: set early_stopping=False, or call fit"
@@ -385,6 +405,10 @@ class _TorchEstimator(BaseEstimator):
             raise ValueError(f"device={self.device!r} asks for CUDA, which is not available here; use 'cpu'")
         return torch.device("cpu") if device.type == "cpu" else device  # "cpu:0" is the same memory
 
+    def _weigh_classes(self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any]) -> NDArray | None:
+        """The sample weights times the class weights (the classifier's class_weight)."""
+        return w
+
     def _dtype(self) -> np.dtype[Any]:
         return numpy_dtype(next(self.module_.parameters()).dtype)
 
@@ -404,8 +428,8 @@ class _TorchEstimator(BaseEstimator):
 
     def _hold_out(
         self, X: Any, Y: NDArray, y: NDArray, w: NDArray | None, rng: np.random.RandomState, *, keep: bool
-    ) -> tuple[Any, NDArray, NDArray | None, tuple[Any, NDArray, NDArray | None] | None]:
-        """The training part and, with early stopping, the validation part ``(X, y, w)`` of the data.
+    ) -> tuple[Any, NDArray, NDArray | None, _Held | None]:
+        """The training part ``(X, Y, w)`` and, with early stopping, the validation part of the data.
 
         As in MLP, L-BFGS trains on all of it. The split's seed is drawn at the first fit that needs
         it and kept, so warm-started fits validate on the same rows (given the same data).
@@ -421,7 +445,7 @@ class _TorchEstimator(BaseEstimator):
         split = train_test_split(
             *parts, test_size=self.validation_fraction, random_state=self._split_seed, stratify=stratify
         )
-        X_tr, X_val, Y_tr, _, _, y_val = split[:6]
+        X_tr, X_val, Y_tr, Y_val, _, y_val = split[:6]
         if X_val.shape[0] < 2:
             raise ValueError(
                 f"early stopping needs at least 2 validation samples; validation_fraction="
@@ -429,7 +453,7 @@ class _TorchEstimator(BaseEstimator):
                 f"validation_fraction, add data, or set early_stopping=False"
             )
         w_tr, w_val = (split[6], split[7]) if w is not None else (None, None)
-        return X_tr, Y_tr, w_tr, (X_val, y_val, w_val)
+        return X_tr, Y_tr, w_tr, _Held(X_val, y_val, Y_val, w_val)
 
     def _start(
         self, n_in: int, dtype: torch.dtype, device: torch.device, rng: np.random.RandomState
@@ -520,7 +544,7 @@ class _TorchEstimator(BaseEstimator):
         module: nn.Module,
         optimizer: torch.optim.Optimizer | None,
         data: _Rows,
-        val: Any,
+        val: _Held | None,
         rng: np.random.RandomState,
         *,
         incremental: bool,
@@ -631,12 +655,32 @@ class _TorchEstimator(BaseEstimator):
         squares = (p.square().sum() for p in module.parameters() if p.ndim > 1)
         return 0.5 * self.alpha * sum(squares, torch.tensor(0.0))
 
-    def _validation_score(self, module: nn.Module, val: Any, device: torch.device) -> float:
+    def _validation_score(self, module: nn.Module, val: _Held, device: torch.device) -> float:
         module.eval()
         with np.errstate(all="ignore"):  # diverged predictions score NaN, as in MLP
-            score = self._score_module(module, *val, device=device)
+            score = self._watched_score(module, val, device)
         module.train()
         return score if np.isfinite(score) else np.nan
+
+    def _watched_score(self, module: nn.Module, val: _Held, device: torch.device) -> float:
+        """What early stopping watches (higher is better): MLP's score for scoring=None (accuracy or
+        R^2), minus the loss for 'loss', else the scorer's value."""
+        if self.scoring is None:
+            return self._score_module(module, val.X, val.y, val.w, device=device)
+        if self.scoring == "loss":
+            raw = self._map_chunks(module, val.X, device, lambda raw: raw)
+            w = None if val.w is None else to_tensor(val.w, device=device)
+            total = len(val.y) if val.w is None else float(val.w.sum())
+            return -float(self._loss(raw, to_tensor(val.Y, device=device), w)) / total
+        # A scorer calls predict on an estimator: a shallow view of this one, predicting with module.
+        view = type(self).__new__(type(self))
+        view.__dict__.update(vars(self), module_=module)
+        view.__dict__.pop("feature_names_in_", None)  # the split is NumPy: no names to check
+        kwargs = {} if val.w is None else {"sample_weight": val.w}
+        try:
+            return float(check_scoring(self, scoring=self.scoring)(view, val.X, val.y, **kwargs))
+        except (AttributeError, TypeError, ValueError) as err:
+            raise ValueError(f"scoring={self.scoring!r} cannot score {type(self).__name__}: {err}") from err
 
     def _check_finite(self, loss: float, n_iter: int) -> None:
         if not np.isfinite(loss):
@@ -782,6 +826,67 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
 
     classes_: NDArray
 
+    def __init__(
+        self,
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 1e-4,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: bool | int = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
+        scoring: str | Callable[..., float] | None = None,
+        module: ModuleFactory | None = None,
+        device: Device = None,
+        class_weight: dict[Any, float] | str | None = None,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes,
+            activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            scoring=scoring,
+            module=module,
+            device=device,
+        )
+        self.class_weight = class_weight
+
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
@@ -831,6 +936,45 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         if len(known) <= 2:  # one logistic output, as in MLP; with a single class its target is always 1
             return (y == known[-1]).astype(dtype)[:, None], "logistic"
         return np.searchsorted(known, y), "softmax"
+
+    def _check_params(self, incremental: bool) -> bool:
+        keep = super()._check_params(incremental)
+        cw = self.class_weight
+        if isinstance(cw, str):
+            if cw != "balanced":
+                raise ValueError(f"class_weight={cw!r}: the only string it takes is 'balanced'")
+            if incremental:
+                raise ValueError(
+                    "class_weight='balanced' needs every label's frequency, which one partial_fit batch "
+                    "does not have: pass a dict, e.g. dict(zip(classes, sklearn.utils.class_weight."
+                    "compute_class_weight('balanced', classes=classes, y=y_all)))"
+                )
+        elif isinstance(cw, dict):
+            bad = {k: v for k, v in cw.items() if not isinstance(v, Real) or not 0 <= v < np.inf}
+            if bad:
+                raise ValueError(f"class_weight factors must be finite numbers >= 0; got {bad}")
+        elif cw is not None:
+            raise TypeError(f"class_weight must be None, 'balanced' or a dict {{label: factor}}, got {cw!r}")
+        return keep
+
+    def _weigh_classes(self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any]) -> NDArray | None:
+        if self.class_weight is None:
+            return w
+        if y.ndim == 2:
+            raise ValueError("class_weight needs one label per sample; with multilabel y, pass sample_weight")
+        cw = self.class_weight
+        if isinstance(cw, dict):
+            unknown = [k for k in cw if k not in set(self.classes_.tolist())]
+            if unknown:
+                raise ValueError(f"class_weight names labels {unknown} that are not among the classes {self.classes_}")
+            factors = np.array([cw.get(c, 1.0) for c in self.classes_.tolist()])
+        else:  # 'balanced': n_samples / (n_classes * count), as compute_class_weight defines it
+            factors = compute_class_weight("balanced", classes=self.classes_, y=y)
+        per_sample: NDArray = factors[np.searchsorted(self.classes_, y)].astype(dtype)
+        weighted = per_sample if w is None else w * per_sample
+        if not weighted.any():
+            raise ValueError("every sample weighs 0 once class_weight is applied; raise some factors")
+        return weighted
 
     def _loss(self, raw: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         if target.ndim == 1:  # class indices: softmax cross-entropy
@@ -920,6 +1064,7 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         epsilon: float = 1e-8,
         n_iter_no_change: int | float = 10,
         max_fun: int = 15000,
+        scoring: str | Callable[..., float] | None = None,
         module: ModuleFactory | None = None,
         device: Device = None,
     ) -> None:
@@ -947,6 +1092,7 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            scoring=scoring,
             module=module,
             device=device,
         )

@@ -27,10 +27,12 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.metrics import balanced_accuracy_score, get_scorer
+from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
@@ -370,10 +372,10 @@ def test_an_int_is_one_hidden_layer() -> None:
     assert [m.out_features for m in clf.module_.modules() if isinstance(m, nn.Linear)] == [7, 3]
 
 
-def test_get_params_is_mlps_plus_module_and_device() -> None:
-    for ours, theirs in ((TorchClassifier(), MLPClassifier()), (TorchRegressor(), MLPRegressor())):
-        mlp = theirs.get_params()
-        assert ours.get_params() == {**mlp, "module": None, "device": None}
+def test_get_params_is_mlps_plus_our_additions() -> None:
+    added = {"module": None, "device": None, "scoring": None}
+    assert TorchClassifier().get_params() == {**MLPClassifier().get_params(), **added, "class_weight": None}
+    assert TorchRegressor().get_params() == {**MLPRegressor().get_params(), **added}
 
 
 @pytest.mark.parametrize(
@@ -834,6 +836,127 @@ def test_custom_modules_get_dense_batches_unless_they_opt_in(module: Any, layout
     clf.predict(scipy.sparse.csr_matrix(X))
     assert set(LayoutSpy.layouts) == {layout}
     assert_allclose(clf.predict_proba(X), clf.predict_proba(scipy.sparse.csr_matrix(X)), rtol=1e-12)
+
+
+
+# --- beyond MLP: class_weight, scoring, metadata routing --------------------------------------------
+
+
+@quiet
+def test_class_weight_is_the_equivalent_sample_weight() -> None:
+    X, y = blobs()
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    factors = {0: 3.0, 2: 0.5}  # class 1 keeps 1.0
+    per_class = np.array([3.0, 1.0, 0.5])[y]
+    weighted = TorchClassifier(class_weight=factors, **TINY).fit(X, y, sample_weight=w)
+    explicit = TorchClassifier(**TINY).fit(X, y, sample_weight=w * per_class)
+    assert_array_equal(weighted.predict_proba(X), explicit.predict_proba(X))
+    balanced = TorchClassifier(class_weight="balanced", **TINY).fit(X[:50], y[:50])
+    counts = compute_class_weight("balanced", classes=np.unique(y[:50]), y=y[:50])[y[:50]]
+    by_hand = TorchClassifier(**TINY).fit(X[:50], y[:50], sample_weight=counts)
+    assert_array_equal(balanced.predict_proba(X), by_hand.predict_proba(X))
+    partial = TorchClassifier(class_weight=factors, **TINY).partial_fit(X, y, classes=[0, 1, 2])
+    assert_array_equal(partial.predict_proba(X), TorchClassifier(**TINY).partial_fit(
+        X, y, sample_weight=per_class, classes=[0, 1, 2]).predict_proba(X))
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"class_weight": {0: 1.0, 7: 2.0}}, ValueError, r"\[7\]"),
+        ({"class_weight": {0: -1.0}}, ValueError, "-1.0"),
+        ({"class_weight": {0: np.inf}}, ValueError, "inf"),
+        ({"class_weight": {0: "heavy"}}, ValueError, "heavy"),
+        ({"class_weight": "auto"}, ValueError, "auto"),
+        ({"class_weight": [1.0, 2.0]}, TypeError, r"\[1.0, 2.0\]"),
+        ({"scoring": "no_such_scorer", "early_stopping": True}, ValueError, "no_such_scorer"),
+        ({"scoring": 3, "early_stopping": True}, TypeError, "3"),
+    ],
+)
+def test_bad_class_weight_or_scoring_fails_before_training(
+    params: dict[str, Any], error: type, match: str
+) -> None:
+    clf = TorchClassifier(**TINY, **params)
+    with pytest.raises(error, match=match):
+        clf.fit(*blobs())
+    assert not hasattr(clf, "module_")
+
+
+def test_class_weight_refuses_what_it_cannot_mean() -> None:
+    X, codes = blobs()
+    Y = np.stack([codes == 0, codes == 1], axis=1).astype(int)
+    with pytest.raises(ValueError, match="multilabel"):
+        TorchClassifier(class_weight={0: 2.0}, **TINY).fit(X, Y)
+    with pytest.raises(ValueError, match="compute_class_weight"):
+        TorchClassifier(class_weight="balanced", **TINY).partial_fit(X, codes, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="predict_proba"):
+        TorchRegressor(scoring="neg_log_loss", early_stopping=True, **TINY).fit(*regression())
+
+
+@quiet
+def test_early_stopping_watches_the_loss_or_any_scorer_and_keeps_the_best_weights() -> None:
+    X, y = blobs(n=200, n_classes=2)
+    seen: list[tuple[Any, NDArray]] = []
+
+    def brier(est: Any, X_val: Any, y_val: NDArray) -> float:
+        seen.append((X_val, y_val))
+        return -float(np.mean((est.predict_proba(X_val)[:, 1] - y_val) ** 2))
+
+    clf = TorchClassifier(early_stopping=True, scoring=brier, max_iter=15, random_state=0).fit(X, y)
+    assert clf.validation_scores_ is not None and clf.best_validation_score_ == max(clf.validation_scores_)
+    X_val, y_val = seen[-1]
+    assert brier(clf, X_val, y_val) == clf.best_validation_score_  # the kept weights are the best ones
+    by_loss = TorchClassifier(early_stopping=True, scoring="loss", max_iter=15, random_state=0).fit(X, y)
+    assert by_loss.validation_scores_ is not None and max(by_loss.validation_scores_) < 0  # minus the loss
+    plain = TorchClassifier(early_stopping=True, max_iter=15, random_state=0).fit(X, y)
+    named = TorchClassifier(early_stopping=True, scoring="accuracy", max_iter=15, random_state=0).fit(X, y)
+    assert plain.validation_scores_ == named.validation_scores_  # None is MLP's rule: accuracy
+
+
+@quiet
+def test_early_stopping_on_balanced_accuracy_keeps_a_better_balanced_model() -> None:
+    # 9 to 1 classes that overlap. With n_iter_no_change=inf both runs train the same epochs; only the
+    # epoch kept differs. On the validation rows, balanced accuracy's pick is never worse balanced than
+    # accuracy's, and for most random states strictly better.
+    rng = np.random.default_rng(0)
+    y = (rng.random(1500) < 0.1).astype(int)
+    X = rng.normal(size=(1500, 5)) + y[:, None]
+    gains = []
+    for seed in range(6):
+        kept = {}
+        for name in ("accuracy", "balanced_accuracy"):
+            seen: list[tuple[Any, NDArray]] = []
+
+            def watch(est: Any, X_val: Any, y_val: NDArray, name: str = name, seen: list[Any] = seen) -> float:
+                seen.append((X_val, y_val))
+                return float(get_scorer(name)(est, X_val, y_val))
+
+            clf = TorchClassifier(
+                early_stopping=True, scoring=watch, n_iter_no_change=np.inf, max_iter=30,
+                validation_fraction=0.3, hidden_layer_sizes=(16,), random_state=seed,
+            ).fit(X, y)
+            X_val, y_val = seen[-1]
+            kept[name] = balanced_accuracy_score(y_val, clf.predict(X_val))
+        gains.append(kept["balanced_accuracy"] - kept["accuracy"])
+    assert min(gains) >= 0 and sum(g > 0 for g in gains) >= 3
+
+
+@quiet
+def test_sample_weight_is_routed_through_meta_estimators() -> None:
+    X, y = blobs(n=90)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    direct = TorchClassifier(**TINY).fit(StandardScaler().fit_transform(X), y, sample_weight=w)
+    with sklearn.config_context(enable_metadata_routing=True):
+        clf = TorchClassifier(**TINY).set_fit_request(sample_weight=True).set_score_request(sample_weight=False)
+        pipe = make_pipeline(StandardScaler().set_fit_request(sample_weight=False), clf)
+        routed = pipe.fit(X, y, sample_weight=w)
+        search = GridSearchCV(clf, {"alpha": [1e-4]}, cv=3).fit(X, y, sample_weight=w)
+        folds = cross_validate(clf, X, y, cv=3, params={"sample_weight": w}, return_estimator=True, return_indices=True)
+    assert_array_equal(routed.predict_proba(X), direct.predict_proba(StandardScaler().fit_transform(X)))
+    assert_array_equal(search.best_estimator_.predict_proba(X), TorchClassifier(**TINY).fit(X, y, sample_weight=w).predict_proba(X))
+    for est, train in zip(folds["estimator"], folds["indices"]["train"], strict=True):
+        alone = TorchClassifier(**TINY).fit(X[train], y[train], sample_weight=w[train])
+        assert_array_equal(est.predict_proba(X), alone.predict_proba(X))
 
 
 # --- CUDA ------------------------------------------------------------------------------------
