@@ -36,7 +36,6 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from torch import nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from bridge import Device, NDArray, numpy_dtype, to_numpy, to_tensor, torch_dtype
 
@@ -477,14 +476,16 @@ class _TorchEstimator(BaseEstimator):
         sizes = [n_in, *self._hidden_sizes(), self.n_outputs_]
         layers: list[nn.Module] = []
         for fan_in, fan_out in itertools.pairwise(sizes):
-            layer = nn.Linear(fan_in, fan_out, device="meta", dtype=dtype).to_empty(device=device)
             # MLP's Glorot-uniform initialisation: its draws, in its order, in float64 for every dtype.
             bound = ((2.0 if self.activation == "logistic" else 6.0) / (fan_in + fan_out)) ** 0.5
-            weight = rng.uniform(-bound, bound, (fan_in, fan_out))
-            bias = rng.uniform(-bound, bound, fan_out)
-            with torch.no_grad():
-                layer.weight.copy_(to_tensor(weight.T))  # nn.Linear keeps (fan_out, fan_in)
-                layer.bias.copy_(to_tensor(bias))
+            coef = rng.uniform(-bound, bound, (fan_in, fan_out))
+            intercept = rng.uniform(-bound, bound, fan_out)
+            layer = nn.Linear(fan_in, fan_out, device="meta")
+            # Stored as MLP stores coefs_, (fan_in, fan_out) row-major; nn.Linear's weight is its
+            # transpose, so x @ weight.t() reads memory in order (a sparse batch's product is about 4x
+            # faster than through a transposed copy, and the gradient needs no transposing copy).
+            layer.weight = nn.Parameter(to_tensor(coef, dtype=dtype, device=device, copy=True).t())
+            layer.bias = nn.Parameter(to_tensor(intercept, dtype=dtype, device=device, copy=True))
             layers += [layer, _ACTIVATIONS[self.activation]()]
         return _MLP(*layers[:-1])  # no activation after the output layer
 
@@ -714,13 +715,12 @@ class _TorchEstimator(BaseEstimator):
         total_weight = data.n if data.w is None else float(data.w.sum())
 
         def loss_and_gradient(x: NDArray) -> tuple[float, NDArray]:
-            with torch.no_grad():
-                vector_to_parameters(to_tensor(x, dtype=params[0].dtype, device=params[0].device), params)
+            _unflatten(x, params)
             loss = self._full_batch_loss(module, data, total_weight)
-            gradient = parameters_to_vector([p.grad for p in params])  # type: ignore[misc]  # all set
+            gradient = _flatten([torch.zeros_like(p) if p.grad is None else p.grad for p in params])
             return loss, to_numpy(gradient, dtype=np.float64)
 
-        x0 = to_numpy(parameters_to_vector(params).detach(), dtype=np.float64)
+        x0 = to_numpy(_flatten(params).detach(), dtype=np.float64)
         result = scipy.optimize.minimize(
             loss_and_gradient,
             x0,
@@ -728,8 +728,7 @@ class _TorchEstimator(BaseEstimator):
             jac=True,
             options={"maxiter": self.max_iter, "maxfun": self.max_fun, "gtol": self.tol},
         )
-        with torch.no_grad():
-            vector_to_parameters(to_tensor(result.x, dtype=params[0].dtype, device=params[0].device), params)
+        _unflatten(result.x, params)
         loss = float(result.fun)
         if not np.isfinite(loss):
             raise ValueError(f"the training loss became {loss}; scale the data or add alpha")
@@ -1230,6 +1229,21 @@ def _to_cpu(
             if isinstance(value, torch.Tensor):
                 state[key] = value.cpu()
     return module, optimizer
+
+
+def _flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The tensors' elements, one after another, as one vector (what SciPy's optimizers take)."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _unflatten(x: NDArray, params: Sequence[torch.Tensor]) -> None:
+    """Write the vector ``x`` (made by _flatten) back into ``params``, in place."""
+    flat = to_tensor(x, dtype=params[0].dtype, device=params[0].device)
+    start = 0
+    with torch.no_grad():
+        for p in params:
+            p.copy_(flat[start : start + p.numel()].view(p.shape))
+            start += p.numel()
 
 
 def _global_rng_states(cuda: list[torch.device]) -> list[torch.Tensor]:
