@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any, NamedTuple, TypeAlias, TypeVar
+from typing import Any, NamedTuple, TypeAlias, TypeVar, cast
 
 import numpy as np
 import scipy.optimize
@@ -66,7 +66,7 @@ _NUMBERS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "beta_1": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
     "beta_2": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
     "epsilon": (Real, lambda v: v > 0, "> 0"),
-    "n_iter_no_change": (Real, lambda v: v == np.inf or v > 0 and float(v).is_integer(), "an int > 0 or np.inf"),
+    "n_iter_no_change": (Real, lambda v: v == np.inf or isinstance(v, Integral) and int(v) > 0, "an int > 0 or np.inf"),
 }
 _FLAGS = ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping")
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -74,7 +74,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "solver": ("adam", "sgd", "lbfgs"),
     "learning_rate": ("constant", "invscaling", "adaptive"),
 }
-_GLOBAL_RNG_LOCK = threading.Lock()  # see _private_global_rng
+_GLOBAL_RNG_LOCK = threading.RLock()  # see _private_global_rng; reentrant for fits inside a module factory
 
 
 class _MLP(nn.Sequential):
@@ -166,7 +166,7 @@ class _TorchEstimator(BaseEstimator):
     _no_improvement_count: int  # MLP's name and meaning
     _optimizer: torch.optim.Optimizer | None  # None after L-BFGS, which SciPy runs
     _rng: np.random.RandomState
-    _split_seed: int | None
+    _split_state: dict[str, Any] | None
     _global_rng_states: list[torch.Tensor] | None
     _shape: dict[str, Any]
 
@@ -313,6 +313,8 @@ class _TorchEstimator(BaseEstimator):
         module.eval()  # predict is pure: it relies on eval mode and never toggles it
         self.module_, self._optimizer, self._shape = module, optimizer, self._shape_params()
         self._rng, self._global_rng_states = rng, global_states
+        if isinstance(self.random_state, np.random.RandomState) and not keep:
+            self.random_state.set_state(rng.get_state())  # as in scikit-learn: a fit advances it
         for name, value in record.items():
             setattr(self, name, value)
         return self
@@ -320,26 +322,27 @@ class _TorchEstimator(BaseEstimator):
     def _check_params(self, incremental: bool) -> bool:
         """Raise on a bad parameter; return whether training continues from the fitted module."""
         for name, (kind, ok, want) in _NUMBERS.items():
-            value = getattr(self, name)
+            value: Any = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise TypeError(f"{name} must be a number {want}, got {value!r}")
-            if not ok(value):
-                raise ValueError(f"{name} must be {want}, got {value!r}")
+            if not ok(value) or name != "n_iter_no_change" and not np.isfinite(cast(float, value)):
+                raise ValueError(f"{name} must be {want} and finite, got {value!r}")
         for name in _FLAGS:
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if not isinstance(self.verbose, (bool, np.bool_, Integral)) or self.verbose < 0:
+        if not isinstance(self.verbose, (bool, np.bool_, Integral)):
             raise TypeError(f"verbose must be a bool or an int >= 0, got {self.verbose!r}")
+        if self.verbose < 0:
+            raise ValueError(f"verbose must be a bool or an int >= 0, got {self.verbose!r}")
         choices = {**_CHOICES, **({"loss": ("squared_error", "poisson")} if hasattr(self, "loss") else {})}
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
-        sizes = self._hidden_sizes()
-        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be positive ints, got {self.hidden_layer_sizes!r}")
-        if not (self.batch_size == "auto" or isinstance(self.batch_size, Integral) and self.batch_size > 0):
-            raise ValueError(f"batch_size must be 'auto' or an int > 0, got {self.batch_size!r}")
-        self._check_module_param()
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be one of {allowed}, got {value!r}")
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {allowed}")
+        self._check_shape_params()
+        _check_random_state(self.random_state)
         if self.scoring is not None and self.scoring != "loss":
             if not (isinstance(self.scoring, str) or callable(self.scoring)):
                 raise TypeError(f"scoring must be None, 'loss', a scorer name or a callable, got {self.scoring!r}")
@@ -355,6 +358,17 @@ class _TorchEstimator(BaseEstimator):
                 f"warm_start and partial_fit cannot change its shape: set warm_start=False to refit"
             )
         return keep
+
+    def _check_shape_params(self) -> None:
+        """hidden_layer_sizes, batch_size and module: what the network and its batches are made of."""
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, bool) or not isinstance(sizes, (Integral, Sequence, np.ndarray)):
+            raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}")
+        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in self._hidden_sizes()):
+            raise ValueError(f"hidden_layer_sizes must be positive ints, got {sizes!r}")
+        if not (self.batch_size == "auto" or isinstance(self.batch_size, Integral) and self.batch_size > 0):
+            raise ValueError(f"batch_size must be 'auto' or an int > 0, got {self.batch_size!r}")
+        self._check_module_param()
 
     def _check_module_param(self) -> None:
         if isinstance(self.module, nn.Module):
@@ -395,11 +409,15 @@ class _TorchEstimator(BaseEstimator):
         return _canonical(X_), y_, device
 
     def _resolve_device(self, X: Any) -> torch.device:
-        device = (
-            torch.device(self.device)
-            if self.device is not None
-            else (X.device if isinstance(X, torch.Tensor) else torch.device("cpu"))
-        )
+        if self.device is None:
+            device = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
+        elif not isinstance(self.device, (str, int, torch.device)) or isinstance(self.device, bool):
+            raise TypeError(f"device must be None, a str, an int or a torch.device, got {self.device!r}")
+        else:
+            try:
+                device = torch.device(self.device)
+            except RuntimeError as err:
+                raise ValueError(f"device={self.device!r} is no device torch knows, e.g. 'cpu' or 'cuda:0'") from err
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={self.device!r} asks for CUDA, which is not available here; use 'cpu'")
         return torch.device("cpu") if device.type == "cpu" else device  # "cpu:0" is the same memory
@@ -430,19 +448,24 @@ class _TorchEstimator(BaseEstimator):
     ) -> tuple[Any, NDArray, NDArray | None, _Held | None]:
         """The training part ``(X, Y, w)`` and, with early stopping, the validation part of the data.
 
-        As in MLP, L-BFGS trains on all of it. The split's seed is drawn at the first fit that needs
-        it and kept, so warm-started fits validate on the same rows (given the same data).
+        As in MLP, L-BFGS trains on all of it, and the split takes MLP's draws from the random stream.
+        The stream's state before the split is kept, so warm-started fits validate on the same rows
+        (given the same data).
         """
         if not keep:
-            self._split_seed = None
+            self._split_state = None
         if not self.early_stopping or self.solver == "lbfgs":
             return X, Y, w, None
-        if self._split_seed is None:
-            self._split_seed = int(rng.randint(2**31 - 1))
+        if self._split_state is None:  # the first fit that splits: MLP's draws, remembered
+            self._split_state = rng.get_state(legacy=False)
+            splitter = rng
+        else:
+            splitter = np.random.RandomState()
+            splitter.set_state(self._split_state)
         stratify = y if is_classifier(self) and y.ndim == 1 else None
         parts = [X, Y, y] + ([] if w is None else [w])
         split = train_test_split(
-            *parts, test_size=self.validation_fraction, random_state=self._split_seed, stratify=stratify
+            *parts, test_size=float(self.validation_fraction), random_state=splitter, stratify=stratify
         )
         X_tr, X_val, Y_tr, Y_val, _, y_val = split[:6]
         if X_val.shape[0] < 2:
@@ -516,11 +539,11 @@ class _TorchEstimator(BaseEstimator):
         fused = all(p.is_floating_point() for p in module.parameters())  # one kernel per step
         if self.solver == "sgd":
             nesterov = self.nesterovs_momentum and self.momentum > 0
-            return torch.optim.SGD(
-                groups, lr=self.learning_rate_init, momentum=self.momentum, nesterov=nesterov, fused=fused
-            )
-        betas = (self.beta_1, self.beta_2)
-        return torch.optim.Adam(groups, lr=self.learning_rate_init, betas=betas, eps=self.epsilon, fused=fused)
+            lr, momentum = float(self.learning_rate_init), float(self.momentum)  # torch wants Python floats
+            return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, fused=fused)
+        betas = (float(self.beta_1), float(self.beta_2))
+        lr, eps = float(self.learning_rate_init), float(self.epsilon)
+        return torch.optim.Adam(groups, lr=lr, betas=betas, eps=eps, fused=fused)
 
     def _check_outputs(self, module: nn.Module, data: _Rows) -> None:
         """The module must map (batch, n_features_in) to (batch, n_outputs); checked on two rows in
@@ -639,7 +662,7 @@ class _TorchEstimator(BaseEstimator):
         """One optimizer step on ``rows``; returns their summed (weighted) data loss, detached."""
         data_loss = self._batch_loss(module, data, rows)
         # The L2 term's gradient, alpha * W / weight, is the optimizer's weight decay on group 0.
-        optimizer.param_groups[0]["weight_decay"] = self.alpha / weight
+        optimizer.param_groups[0]["weight_decay"] = float(self.alpha) / weight
         for p in params:  # zero_grad(set_to_none=True), without its per-call profiling hooks
             p.grad = None
         torch.autograd.backward(data_loss / weight)
@@ -695,18 +718,21 @@ class _TorchEstimator(BaseEstimator):
         ``t`` being the number of samples seen."""
         if self.solver == "sgd" and self.learning_rate == "invscaling":
             for group in optimizer.param_groups:
-                group["lr"] = self.learning_rate_init / (t + 1) ** self.power_t
+                group["lr"] = float(self.learning_rate_init / (t + 1) ** self.power_t)
 
     def _stop_or_slow_down(self, optimizer: torch.optim.Optimizer) -> bool:
         """At a stall: stop, or with sgd's 'adaptive' rate divide it by 5 and go on (stop at 1e-6)."""
         lr = optimizer.param_groups[0]["lr"]
-        if self.solver != "sgd" or self.learning_rate != "adaptive" or lr <= 1e-6:
-            return True
-        for group in optimizer.param_groups:
-            group["lr"] = lr / 5
+        if self.solver == "sgd" and self.learning_rate == "adaptive" and lr > 1e-6:
+            for group in optimizer.param_groups:
+                group["lr"] = lr / 5
+            if self.verbose:
+                print(f"Learning rate lowered to {lr / 5:.6f}")
+            return False
         if self.verbose:
-            print(f"Setting learning rate to {lr / 5:.6f}")
-        return False
+            watched = "validation score" if self.early_stopping else "training loss"
+            print(f"Stopping: the {watched} did not improve by tol={self.tol} for {self.n_iter_no_change} epochs")
+        return True
 
     def _train_lbfgs(self, module: nn.Module, data: _Rows) -> dict[str, Any]:
         """Full-batch L-BFGS as MLP runs it: SciPy's L-BFGS-B with max_iter, max_fun and gtol=tol, on
@@ -915,6 +941,9 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
                 f"wrap it in sklearn.multioutput.MultiOutputClassifier)"
             )
         multilabel = y.ndim == 2
+        if keep and multilabel != (self.out_activation_ == "logistic" and self.n_outputs_ > 1):
+            fitted, now = ("multilabel", "single-label") if not multilabel else ("single-label", "multilabel")
+            raise ValueError(f"the model was fitted on {fitted} y, now y is {now}; set warm_start=False to refit")
         found = np.arange(y.shape[1]) if multilabel else np.unique(y)
         given = None if classes is None else np.unique(_host(classes))
         if keep and given is not None and not np.array_equal(given, self.classes_):
@@ -1142,12 +1171,22 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         return _to_caller(X, out.reshape(-1) if self.n_outputs_ == 1 else out)
 
 
+def _check_random_state(random_state: Any) -> None:
+    if random_state is None or isinstance(random_state, np.random.RandomState):
+        return
+    if isinstance(random_state, bool) or not isinstance(random_state, Integral):
+        raise TypeError(f"random_state must be None, an int or a np.random.RandomState, got {random_state!r}")
+    if not 0 <= int(random_state) < 2**32:
+        raise ValueError(f"random_state must be in [0, 2**32), got {random_state}")
+
+
 def _random_state(random_state: int | np.random.RandomState | None) -> np.random.RandomState:
-    """MLP's stream for ``random_state``; for None, one seeded from OS entropy, since
-    check_random_state(None) would draw from (and advance) NumPy's global RandomState."""
+    """MLP's stream for ``random_state``: a copy of a RandomState passed in (fit advances the original
+    only when it succeeds); for None, one seeded from OS entropy, since check_random_state(None) would
+    draw from (and advance) NumPy's global RandomState."""
     if random_state is None:
         return np.random.RandomState(np.random.SeedSequence().generate_state(1))
-    rng: np.random.RandomState = check_random_state(random_state)
+    rng: np.random.RandomState = copy.deepcopy(check_random_state(random_state))
     return rng
 
 

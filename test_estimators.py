@@ -484,13 +484,16 @@ def test_lbfgs_gives_mlps_model() -> None:
 
 
 @quiet
+@pytest.mark.parametrize("early_stopping", [False, True])
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
-def test_first_sgd_epoch_equals_mlps(name: str) -> None:
-    # Initial weights, shuffle, batches, sample weights and the L2 term all as in MLP: one epoch of
-    # plain SGD lands on MLP's weights. (Later epochs shuffle differently; see the README.)
-    X, y = blobs(n=90) if name == "TorchClassifier" else regression(n=90)
+def test_first_sgd_epoch_equals_mlps(name: str, early_stopping: bool) -> None:
+    # Initial weights, validation split, shuffle, batches, sample weights and the L2 term all as in
+    # MLP: one epoch of plain SGD lands on MLP's weights. (Later epochs shuffle differently, and MLP
+    # stratifies only binary targets; see the README.)
+    X, y = blobs(n=90, n_classes=2) if name == "TorchClassifier" else regression(n=90)
     w = np.random.default_rng(1).uniform(0.0, 2.0, len(X))
     params: dict[str, Any] = {"solver": "sgd", "momentum": 0.0, "alpha": 0.5, "batch_size": 16, "max_iter": 1}
+    params["early_stopping"] = early_stopping
     mlp = {"TorchClassifier": MLPClassifier, "TorchRegressor": MLPRegressor}[name]
     ours = ESTIMATORS[name](**params, random_state=5).fit(X, y, sample_weight=w)
     theirs = mlp(**params, random_state=5).fit(X, y, sample_weight=w)
@@ -731,7 +734,19 @@ def test_custom_module_fits_in_parallel_threads_are_reproducible() -> None:
     ("params", "error", "match"),
     [
         ({"learning_rate": "cyclic"}, ValueError, "learning_rate"),
-        ({"learning_rate": 0.1}, ValueError, "learning_rate"),
+        ({"learning_rate": 0.1}, TypeError, "learning_rate"),
+        ({"activation": 1}, TypeError, "activation"),
+        ({"alpha": np.inf}, ValueError, "alpha"),
+        ({"epsilon": np.inf}, ValueError, "epsilon"),
+        ({"n_iter_no_change": 2.0}, ValueError, "n_iter_no_change"),
+        ({"verbose": -1}, ValueError, "verbose"),
+        ({"hidden_layer_sizes": 5.0}, TypeError, "hidden_layer_sizes"),
+        ({"hidden_layer_sizes": None}, TypeError, "hidden_layer_sizes"),
+        ({"hidden_layer_sizes": True}, TypeError, "hidden_layer_sizes"),
+        ({"random_state": "abc"}, TypeError, "random_state"),
+        ({"random_state": -1}, ValueError, "random_state"),
+        ({"device": "foo"}, ValueError, "device"),
+        ({"device": 1.5}, TypeError, "device"),
         ({"power_t": -1.0}, ValueError, "power_t"),
         ({"power_t": "high"}, TypeError, "power_t"),
         ({"max_fun": 0}, ValueError, "max_fun"),
@@ -770,6 +785,11 @@ def test_bad_targets_and_calls_mlp_refuses_too() -> None:
     for change in ({"hidden_layer_sizes": (9,)}, {"activation": "tanh"}, {"module": Residual}):
         with pytest.raises(ValueError, match="shape"):
             clone(warm).set_params(warm_start=True).fit(X, y).set_params(**change).fit(X, y)
+    Y = np.stack([y == 0, y == 1, y == 2], axis=1).astype(int)
+    with pytest.raises(ValueError, match="multilabel"):
+        clone(warm).fit(X, y).fit(X, Y)
+    with pytest.raises(ValueError, match="single-label"):
+        TorchClassifier(**TINY).fit(X, Y).partial_fit(X, y)
 
 
 class Flat(nn.Module):
@@ -787,6 +807,43 @@ def test_a_module_output_of_the_wrong_shape_is_named() -> None:
     with pytest.raises(ValueError, match=r"\(batch, n_outputs\) = \(2, 1\)"):
         TorchRegressor(module=Flat, **TINY).fit(*regression())
 
+
+
+
+@quiet
+def test_a_random_state_instance_advances_only_when_fit_succeeds() -> None:
+    X, y = blobs()
+    rs = np.random.RandomState(0)
+    before = rs.get_state(legacy=False)
+    Flaky.armed = RuntimeError
+    try:
+        with pytest.raises(RuntimeError):
+            TorchClassifier(module=Flaky, random_state=rs, max_iter=2).fit(X, y)
+    finally:
+        Flaky.armed = None
+    assert str(rs.get_state(legacy=False)) == str(before)  # a failed fit drew nothing from it
+    TorchClassifier(random_state=rs, max_iter=2).fit(X, y)
+    assert str(rs.get_state(legacy=False)) != str(before)  # as in scikit-learn, a fit advances it
+
+
+@quiet
+def test_a_module_factory_may_fit_another_custom_model() -> None:
+    X, y = blobs()
+
+    def pretrained(n_in: int, n_out: int) -> nn.Module:
+        TorchClassifier(module=nn.Linear, max_iter=2, random_state=0).fit(X, y)
+        return nn.Linear(n_in, n_out)
+
+    worker = threading.Thread(target=TorchClassifier(module=pretrained, max_iter=2).fit, args=(X, y))
+    worker.start()
+    worker.join(timeout=120)  # guards against a deadlock on the fit lock; it is not a speed limit
+    assert not worker.is_alive()
+
+
+@quiet
+def test_verbose_says_why_training_stopped(capsys: pytest.CaptureFixture[str]) -> None:
+    TorchClassifier(tol=10.0, n_iter_no_change=1, max_iter=50, verbose=True).fit(*blobs())
+    assert capsys.readouterr().out.splitlines()[-1].startswith("Stopping: the training loss did not improve")
 
 
 # --- sparse input ------------------------------------------------------------------------------
