@@ -18,6 +18,8 @@ import os
 import pathlib
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -207,3 +209,11 @@ def test_readme_cluster_examples_run_against_a_local_cluster(
             namespace["client"].close()
     # Three passes over every row: partial_fit of Incremental continues, it does not start over.
     assert namespace["search"].best_params_ and namespace["model"].estimator_.t_ == 3 * len(namespace["X"])
+
+
+def test_bridge_and_estimators_import_nothing_of_dask() -> None:
+    """Dask is an optional extra: a fresh interpreter importing the two modules loads none of it."""
+    code = "import sys, bridge, estimators; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+    code += "{'dask', 'distributed', 'dask_ml'}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=HERE, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
