@@ -360,7 +360,7 @@ def _dlpack_problem(capsule: Any) -> tuple[str | None, bool]:
     """Why the memory in a DLPack ``capsule`` must not be shared (or None), and whether torch can import it.
 
     Reads the DLPack structs: torch ignores the read-only flag (a writable alias of read-only memory,
-    against rule 3) and aborts the process on negative strides.
+    against rule 3), aborts the process on negative strides and may crash reading misaligned memory.
     """
     name = _CAPSULE_NAME(capsule)
     versioned = name == b"dltensor_versioned"
@@ -368,13 +368,13 @@ def _dlpack_problem(capsule: Any) -> tuple[str | None, bool]:
     dl = _DLTensor.from_address(managed + ctypes.sizeof(_DLManagedVersioned) if versioned else managed)
     if dl.strides and any(dl.strides[i] < 0 for i in range(dl.ndim)):
         return "it has negative strides, which torch cannot import", False
+    code, bits = dl.dtype[0], dl.dtype[1]
+    if ((dl.data or 0) + dl.byte_offset) % max(1, bits // (16 if code == 5 else 8)):  # 5: complex
+        return "the memory is not aligned (torch crashes reading it)", False
     if not versioned:
         return "its producer predates DLPack 1.0, so it cannot say whether the memory is read-only", True
     if _DLManagedVersioned.from_address(managed).flags & 1:  # DLPACK_FLAG_BITMASK_READ_ONLY
         return "it is exported read-only", True
-    code, bits = dl.dtype[0], dl.dtype[1]
-    if ((dl.data or 0) + dl.byte_offset) % max(1, bits // (16 if code == 5 else 8)):  # 5: complex
-        return "the memory is not aligned", True
     return None, True
 
 

@@ -841,6 +841,15 @@ def test_producers_older_than_dlpack_1_are_copied() -> None:
         to_tensor(OldExporter(a[::-1]))
 
 
+def test_misaligned_dlpack_memory_is_copied_by_its_producer() -> None:
+    a = _misaligned(np.array([1 + 2j, 3 - 4j]))  # torch segfaults copying this memory after importing it
+    assert to_tensor(Exporter(a)).tolist() == [1 + 2j, 3 - 4j]
+    with pytest.raises(ValueError, match="not aligned"):
+        to_tensor(Exporter(a), copy=False)
+    with pytest.raises(ValueError, match="not aligned"):
+        to_tensor(OldExporter(a))  # an old producer cannot be asked for a copy
+
+
 def test_array_api_strict_arrays_share_on_each_of_its_devices() -> None:
     xp = pytest.importorskip("array_api_strict")
     for device in xp.__array_namespace_info__().devices():
