@@ -10,25 +10,32 @@ allocating anything, ``True`` always returns fresh memory.
 to_tensor (numbers as in the README's rules table):
   1. Whatever NumPy accepts becomes a tensor with ``requires_grad=False``. A tensor is returned as is
      unless a cast, move or copy is asked for; then it keeps its autograd history, as ``Tensor.to`` does.
-  2. The result shares memory only with an ndarray that is writable, aligned, in native byte order and
-     free of negative strides, converted to the CPU without a cast.
+  2. The result shares memory only with an ndarray that is writable, aligned, in native byte order, with
+     non-negative strides that are multiples of its item size, converted to the CPU without a cast.
   3. Hence memory the caller cannot write is never handed out as a writable tensor: it is copied.
-  4. bool, int8..int64, uint8..uint64, float16/32/64 and complex64/128 map one to one; any other dtype
-     is a TypeError unless ``dtype=`` asks for a cast.
+  4. bool, int8..int64, uint8..uint64, float16/32/64 and complex64/128 (under any NumPy alias) map one
+     to one; any other dtype is a TypeError unless ``dtype=`` asks for a cast. On every path a cast from
+     complex to real is a TypeError, and one from float to integer of NaN, inf or out-of-range values a
+     ValueError: nothing warns.
   5. A masked array with masked elements is a ValueError; scipy.sparse input is a TypeError.
 to_numpy:
   6. The result is detached, on the CPU, with conjugate and negative bits resolved.
   7. It shares memory with a strided CPU tensor of a NumPy dtype, free of conjugate and negative bits,
-     when no cast is asked for; that view is read-only if the tensor requires grad or is expanded.
+     when no cast or foreign byte order is asked for; that view is read-only if the tensor requires grad
+     or two indices may reach one element. Copies are fresh, writable and C-contiguous.
   8. bfloat16, float8 and complex32 need ``dtype=``; sparse, quantized, meta and nested tensors are a
      TypeError.
   9. A tensor on another device is copied to the host.
+to_tensor of other libraries:
+ 10. An array exporting DLPack becomes a tensor on its device, sharing memory only when the export is
+     writable (DLPack 1.0's read-only flag), aligned and free of negative strides.
 """
 
 from __future__ import annotations
 
 import ctypes
 import inspect
+import math
 import sys
 import types
 from typing import Any, Protocol, TypeAlias
@@ -169,7 +176,8 @@ def to_numpy(
     target = t.dtype if wanted is None else torch_dtype(wanted)
     if target not in _NUMPY_BY_TORCH:
         numpy_dtype(target)  # raises the TypeError that says how to upcast bfloat16 and friends
-    _check_cast(t, target)
+    if target != t.dtype:
+        _check_cast(t, target)
     problem = _export_problem(t, target, wanted)
     if problem is not None and copy is False:
         raise ValueError(f"to_numpy(copy=False) cannot share this memory: {problem}; pass copy=None")
@@ -253,9 +261,11 @@ def _check_cast(x: torch.Tensor | NDArray, target: torch.dtype | np.dtype[Any]) 
     if source == "f" and goal == "i" and not getattr(x, "is_meta", False):
         info = torch.iinfo(target) if isinstance(target, torch.dtype) else np.iinfo(target)
         # The cast truncates: x must lie in (min - 1, max + 1). max + 1 is a power of two, exact in every
-        # float type; min - 1 may round to min, so min itself is let in by name. NaN fails every test.
+        # float type; min - 1 may round to min, so min itself is let in by name, unless it rounded to -inf.
+        # NaN fails every test.
         with np.errstate(over="ignore"):  # a bound beyond float16's range is inf: still the right test
-            inside = ((x > float(info.min) - 1) | (x == info.min)) & (x < float(info.max) + 1)
+            at_min = (x == info.min) & (x > -math.inf)
+            inside = ((x > float(info.min) - 1) | at_min) & (x < float(info.max) + 1)
         if not bool(inside.all()):
             raise ValueError(
                 f"cannot cast {x.dtype} values that are NaN, infinite or outside [{info.min}, {info.max}] "
@@ -417,6 +427,8 @@ def _may_overlap(t: torch.Tensor) -> bool:
 
     Conservative: False proves each element has one index; some rare non-overlapping layouts say True.
     """
+    if t.is_contiguous():  # the common case, answered from a flag torch keeps
+        return False
     span = 1  # elements reachable through the dimensions of smaller stride
     for stride, n in sorted((abs(s), n) for s, n in zip(t.stride(), t.shape, strict=True) if n > 1):
         if stride < span:

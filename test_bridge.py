@@ -679,6 +679,10 @@ def test_float_to_int_casts_that_lose_values_are_value_errors_on_every_path(bad:
     for convert in converts:
         with pytest.raises(ValueError, match="NaN, infinite or outside"):
             convert()
+    minus_infs: list[NDArray | torch.Tensor] = [np.array([-np.inf], np.float16), torch.tensor([-np.inf]).half()]
+    for minus_inf in minus_infs:
+        with pytest.raises(ValueError, match="NaN, infinite"):  # int32's minimum is -inf in float16
+            to_numpy(minus_inf, dtype=np.int32)
     assert to_numpy(np.array([-128.9, 127.9]), dtype=np.int8).tolist() == [-128, 127]  # truncation is fine
     assert to_tensor(torch.tensor([-(2.0**63)]), dtype=torch.int64).tolist() == [-(2**63)]
 
