@@ -147,10 +147,13 @@ def to_tensor(
         raise ValueError(f"to_tensor(copy=False) cannot share this memory: {problem}; pass copy=None")
     if natural is None and dtype is not None:  # a cast from a dtype torch lacks: NumPy casts
         a = _fresh(a, _NUMPY_BY_TORCH.get(dtype, np.complex128 if dtype.is_complex else np.float64))
-    elif natural is not None:  # the canonical dtype, since torch refuses aliases such as np.ulonglong
-        a = a.view(numpy_dtype(natural)) if problem is None else _fresh(a, numpy_dtype(natural))
-    # Shares (rule 2) when nothing above copied and to() neither casts, moves nor copies.
-    return torch.from_numpy(a).to(device=target, dtype=dtype, copy=copy is True and problem is None)
+    elif natural is not None and (problem is not None or a.dtype.type is not numpy_dtype(natural).type):
+        a = a.view(numpy_dtype(natural)) if problem is None else _fresh(a, numpy_dtype(natural))  # torch
+        # refuses aliases such as np.ulonglong: the canonical dtype
+    shared = torch.from_numpy(a)  # the one sharing case (rule 2) unless a copy was made above or below
+    if problem is None and target in (None, _CPU) and dtype in (None, natural) and copy is not True:
+        return shared  # kept free of needless work: this is the hot path
+    return shared.to(device=target, dtype=dtype, copy=copy is True and problem is None)
 
 
 def to_numpy(
@@ -305,7 +308,7 @@ def _layout_problem(a: NDArray) -> str | None:
         return f"the array's byte order is not native ({a.dtype.str})"
     if a.ndim and min(a.strides) < 0:
         return f"the array has negative strides {a.strides}"
-    if any(s % a.itemsize for s in a.strides):  # a field of a structured array, for instance
+    if any(s % a.itemsize for s in a.strides):  # a field of a structured array; a size-1 axis may too
         return f"the array's strides {a.strides} are not multiples of its item size {a.itemsize}"
     return None
 

@@ -714,6 +714,11 @@ def test_fields_of_aligned_structured_arrays_are_copied(copy: bool | None) -> No
         to_tensor(record["c"], copy=False)
 
 
+def test_odd_strides_of_size_1_axes_are_copied_too() -> None:
+    a = np.lib.stride_tricks.as_strided(np.zeros(10), (1, 3), (5, 8))  # NumPy calls it C-contiguous
+    assert a.flags.c_contiguous and to_tensor(a).tolist() == [[0.0, 0.0, 0.0]]
+
+
 def test_to_numpy_honours_the_byte_order_asked_for() -> None:
     t = torch.arange(3.0)
     a = to_numpy(t, dtype=">f4")
