@@ -376,6 +376,17 @@ def test_shares_memory_rejects_other_types() -> None:
         shares_memory([1.0], np.zeros(1))  # type: ignore[arg-type]  # the wrong type is the test
 
 
+def test_shares_memory_refuses_unstrided_tensors_and_meta_tensors_share_nothing() -> None:
+    dense = torch.eye(2)
+    with pytest.raises(TypeError, match="strided"):
+        shares_memory(dense.to_sparse(), dense)
+    with pytest.raises(TypeError, match="strided"):
+        shares_memory(dense, torch.nested.nested_tensor([torch.ones(2), torch.ones(3)], layout=torch.jagged))
+    meta = torch.zeros(4, device="meta")
+    assert not shares_memory(meta, meta) and not shares_memory(meta, np.zeros(4))
+    assert shares_memory(dense, dense[1:]) and not shares_memory(dense, dense.clone())
+
+
 # --- dtypes ----------------------------------------------------------------------------------
 
 
