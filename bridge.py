@@ -257,7 +257,7 @@ def _legacy_array(x: object) -> bool:
 
 
 def _check_cast(x: torch.Tensor | NDArray, target: torch.dtype | np.dtype[Any]) -> None:
-    """Refuse the casts NumPy and torch only warn about or do silently: nothing warns, no value is lost unseen."""
+    """Refuse the casts NumPy and torch only warn about or do silently: no value is lost unseen."""
     source, goal = _kind(x.dtype), _kind(target)
     if source == "c" and goal in "fib":
         raise TypeError(f"a cast from complex to {target} would drop the imaginary part; take x.real first")
@@ -279,12 +279,20 @@ def _check_cast(x: torch.Tensor | NDArray, target: torch.dtype | np.dtype[Any]) 
 def _kind(dtype: torch.dtype | np.dtype[Any]) -> str:
     """'c', 'f', 'i' (signed or unsigned), 'b' or 'o' (anything else), for either library's dtypes."""
     if isinstance(dtype, torch.dtype):
-        return "c" if dtype.is_complex else "f" if dtype.is_floating_point else "b" if dtype == torch.bool else "i"
+        return (
+            "c"
+            if dtype.is_complex
+            else "f"
+            if dtype.is_floating_point
+            else "b"
+            if dtype == torch.bool
+            else "i"
+        )
     return {"c": "c", "f": "f", "i": "i", "u": "i", "b": "b"}.get(dtype.kind, "o")
 
 
 def _fresh(a: NDArray, dtype: npt.DTypeLike) -> NDArray:
-    """A new writable, C-contiguous array of ``a``'s values as ``dtype``; a float overflow is inf, as in torch."""
+    """A new writable, C-contiguous array of ``a`` as ``dtype``; a float overflow is inf, as in torch."""
     out = np.empty(a.shape, dtype)  # exactly ``dtype``: np.array would keep an alias such as np.ulonglong
     with np.errstate(over="ignore", invalid="ignore"):  # what warns was refused by _check_cast already
         np.copyto(out, a, casting="unsafe")
@@ -314,7 +322,11 @@ def _layout_problem(a: NDArray) -> str | None:
 
 
 def _tensor_to_tensor(
-    t: torch.Tensor, problem: str | None, dtype: torch.dtype | None, device: torch.device | None, copy: bool | None
+    t: torch.Tensor,
+    problem: str | None,
+    dtype: torch.dtype | None,
+    device: torch.device | None,
+    copy: bool | None,
 ) -> torch.Tensor:
     """``t`` cast, moved or copied as asked; ``problem`` says why its memory must not be shared."""
     if dtype is not None:
@@ -331,7 +343,7 @@ def _tensor_to_tensor(
 
 
 def _from_dlpack(x: Any, copy: bool | None) -> tuple[torch.Tensor, str | None]:
-    """A tensor over the memory ``x`` exports through DLPack, and why it must not be shared, if it must not."""
+    """A tensor over the memory ``x`` exports through DLPack, and why it must not be shared (or None)."""
     problem: str | None = None
     for ask in (None, True):  # share; else the producer copies into a layout torch can import
         try:
@@ -343,7 +355,9 @@ def _from_dlpack(x: Any, copy: bool | None) -> tuple[torch.Tensor, str | None]:
             raise ValueError(f"to_tensor(copy=False) cannot share this memory: {problem}; pass copy=None")
         if importable:
             return torch.utils.dlpack.from_dlpack(capsule), problem
-    raise ValueError(f"cannot import this {type(x).__name__} through DLPack: {problem}; copy it to NumPy first")
+    raise ValueError(
+        f"cannot import this {type(x).__name__} through DLPack: {problem}; copy it to NumPy first"
+    )
 
 
 def _export(x: Any, copy: bool | None) -> Any:
@@ -366,7 +380,11 @@ class _DLTensor(ctypes.Structure):
 
 
 class _DLManagedVersioned(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32 * 2), ("manager", ctypes.c_void_p * 2), ("flags", ctypes.c_uint64)]
+    _fields_ = [
+        ("version", ctypes.c_uint32 * 2),
+        ("manager", ctypes.c_void_p * 2),
+        ("flags", ctypes.c_uint64),
+    ]
 
 
 def _dlpack_problem(capsule: Any) -> tuple[str | None, bool]:

@@ -255,7 +255,9 @@ class _TorchEstimator(BaseEstimator):
         return X_, y_, device
 
     def _resolve_device(self, X: Any) -> torch.device:
-        self._fit_library = _library(X)  # where X lives; predict under dispatch insists on it, see _check_library
+        self._fit_library = _library(
+            X
+        )  # where X lives; predict under dispatch insists on it, see _check_library
         device = (
             torch.device(self.device)
             if self.device is not None
@@ -774,11 +776,13 @@ def _tensor_out(X: Any) -> bool:
 
 def _foreign(x: Any) -> bool:
     """Whether ``x`` is an array of another library than NumPy: a tensor or an array API array."""
-    return isinstance(x, torch.Tensor) or (hasattr(x, "__array_namespace__") and not isinstance(x, np.ndarray))
+    return isinstance(x, torch.Tensor) or (
+        hasattr(x, "__array_namespace__") and not isinstance(x, np.ndarray)
+    )
 
 
 def _to_caller(X: Any, out: torch.Tensor) -> Output:
-    """``out`` in ``X``'s library and on its device when ``X`` is a foreign array under dispatch, else NumPy."""
+    """``out`` in ``X``'s library, on its device, when ``X`` is a foreign array under dispatch; else NumPy."""
     if not _tensor_out(X):
         return to_numpy(out)
     if isinstance(X, torch.Tensor):

@@ -71,7 +71,10 @@ def rule_2_allows_sharing(a: NDArray) -> bool:
 def rule_10_allows_sharing(a: NDArray) -> bool:
     """Rule 2 as NumPy exports DLPack: strides count in whole items, so a size-1 axis may have any."""
     odd = any(s % a.itemsize for s, n in zip(a.strides, a.shape, strict=True) if n > 1 or a.size == 0)
-    return bool(a.flags.writeable and a.flags.aligned and a.dtype.isnative and min(a.strides, default=0) >= 0) and not odd
+    return (
+        bool(a.flags.writeable and a.flags.aligned and a.dtype.isnative and min(a.strides, default=0) >= 0)
+        and not odd
+    )
 
 
 def has_aliased_elements(x: torch.Tensor | NDArray) -> bool:
@@ -642,7 +645,9 @@ def test_to_numpy_casts_follow_numpy_into_fresh_c_contiguous_memory(t: torch.Ten
 
 @LAWS
 @given(arrays(), st.sampled_from(CAST_TARGETS), st.sampled_from([None, True]))
-def test_to_numpy_of_an_ndarray_casts_or_copies_like_numpy(a: NDArray, target: Any, copy: bool | None) -> None:
+def test_to_numpy_of_an_ndarray_casts_or_copies_like_numpy(
+    a: NDArray, target: Any, copy: bool | None
+) -> None:
     expected = reference_cast(a, target)
     check_cast(lambda: to_numpy(a, dtype=target, copy=copy), expected)
     if isinstance(expected, type):
@@ -666,7 +671,9 @@ def test_to_tensor_casts_follow_numpy(a: NDArray, target: np.dtype[Any]) -> None
 @given(tensors(), st.sampled_from(SUPPORTED))
 def test_tensor_casts_follow_numpy(t: torch.Tensor, target: np.dtype[Any]) -> None:
     expected = reference_cast(t.detach().resolve_conj().resolve_neg().numpy(), target)
-    check_cast(lambda: to_tensor(t, dtype=torch_dtype(target)).detach().resolve_conj().resolve_neg(), expected)
+    check_cast(
+        lambda: to_tensor(t, dtype=torch_dtype(target)).detach().resolve_conj().resolve_neg(), expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -696,7 +703,10 @@ def test_float_to_int_casts_that_lose_values_are_value_errors_on_every_path(bad:
     for convert in converts:
         with pytest.raises(ValueError, match="NaN, infinite or outside"):
             convert()
-    minus_infs: list[NDArray | torch.Tensor] = [np.array([-np.inf], np.float16), torch.tensor([-np.inf]).half()]
+    minus_infs: list[NDArray | torch.Tensor] = [
+        np.array([-np.inf], np.float16),
+        torch.tensor([-np.inf]).half(),
+    ]
     for minus_inf in minus_infs:
         with pytest.raises(ValueError, match="NaN, infinite"):  # int32's minimum is -inf in float16
             to_numpy(minus_inf, dtype=np.int32)
@@ -747,7 +757,11 @@ def test_to_numpy_honours_the_byte_order_asked_for() -> None:
 
 def test_overlapping_views_are_read_only_whatever_their_strides() -> None:
     base = torch.arange(6.0)
-    for view in [base.as_strided((3, 2), (1, 1)), base.as_strided((2, 2), (1, 1)), torch.ones(3, 1).expand(3, 4)]:
+    for view in [
+        base.as_strided((3, 2), (1, 1)),
+        base.as_strided((2, 2), (1, 1)),
+        torch.ones(3, 1).expand(3, 4),
+    ]:
         a = to_numpy(view)
         assert has_aliased_elements(view) and not a.flags.writeable and shares_memory(a, view)
     apart = base.as_strided((2, 3), (3, 1))  # every element once
@@ -757,7 +771,9 @@ def test_overlapping_views_are_read_only_whatever_their_strides() -> None:
 def test_copies_of_permuted_views_are_c_contiguous() -> None:
     z = torch.arange(12.0).reshape(3, 4).to(torch.complex64).mT.conj()
     assert to_numpy(z, copy=True).flags.c_contiguous
-    assert to_numpy(torch.arange(6.0, dtype=torch.float64).reshape(2, 3).mT, dtype=np.float32).flags.c_contiguous
+    assert to_numpy(
+        torch.arange(6.0, dtype=torch.float64).reshape(2, 3).mT, dtype=np.float32
+    ).flags.c_contiguous
 
 
 # --- nothing warns ---------------------------------------------------------------------------------
@@ -789,7 +805,9 @@ def test_writes_through_a_tensor_saved_for_backward_are_outside_rule_7() -> None
 # --- devices: every name of the host, and the meta device -----------------------------------------
 
 
-@pytest.mark.parametrize("device", ["cpu", "cpu:0", torch.device("cpu", 0)], ids=["cpu", "cpu:0", "device(cpu, 0)"])
+@pytest.mark.parametrize(
+    "device", ["cpu", "cpu:0", torch.device("cpu", 0)], ids=["cpu", "cpu:0", "device(cpu, 0)"]
+)
 def test_every_name_of_the_host_is_the_cpu(device: Device) -> None:
     a, t = np.ones(2), torch.ones(2)
     assert shares_memory(to_tensor(a, device=device, copy=False), a)
