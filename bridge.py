@@ -10,35 +10,52 @@ allocating anything, ``True`` always returns fresh memory.
 to_tensor (numbers as in the README's rules table):
   1. Whatever NumPy accepts becomes a tensor with ``requires_grad=False``. A tensor is returned as is
      unless a cast, move or copy is asked for; then it keeps its autograd history, as ``Tensor.to`` does.
-  2. The result shares memory only with an ndarray that is writable, aligned, in native byte order and
-     free of negative strides, converted to the CPU without a cast.
+  2. The result shares memory only with an ndarray that is writable, aligned, in native byte order, with
+     non-negative strides that are multiples of its item size, converted to the CPU without a cast.
   3. Hence memory the caller cannot write is never handed out as a writable tensor: it is copied.
-  4. bool, int8..int64, uint8..uint64, float16/32/64 and complex64/128 map one to one; any other dtype
-     is a TypeError unless ``dtype=`` asks for a cast.
+  4. bool, int8..int64, uint8..uint64, float16/32/64 and complex64/128 (under any NumPy alias) map one
+     to one; any other dtype is a TypeError unless ``dtype=`` asks for a cast. On every path a cast from
+     complex to real is a TypeError, and one from float to integer of NaN, inf or out-of-range values a
+     ValueError: nothing warns.
   5. A masked array with masked elements is a ValueError; scipy.sparse input is a TypeError.
 to_numpy:
   6. The result is detached, on the CPU, with conjugate and negative bits resolved.
   7. It shares memory with a strided CPU tensor of a NumPy dtype, free of conjugate and negative bits,
-     when no cast is asked for; that view is read-only if the tensor requires grad or is expanded.
+     when no cast or foreign byte order is asked for; that view is read-only if the tensor requires grad
+     or two indices may reach one element. Copies are fresh, writable and C-contiguous.
   8. bfloat16, float8 and complex32 need ``dtype=``; sparse, quantized, meta and nested tensors are a
      TypeError.
   9. A tensor on another device is copied to the host.
+to_tensor of other libraries:
+ 10. An array exporting DLPack becomes a tensor on its device, sharing memory only when the export is
+     writable (DLPack 1.0's read-only flag), aligned and free of negative strides.
 """
 
 from __future__ import annotations
 
+import ctypes
+import inspect
+import math
 import sys
 import types
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-__all__ = ["Device", "numpy_dtype", "shares_memory", "to_numpy", "to_tensor", "torch_dtype"]
+__all__ = ["DLPackArray", "Device", "numpy_dtype", "shares_memory", "to_numpy", "to_tensor", "torch_dtype"]
 
 Device: TypeAlias = torch.device | str | int | None
 NDArray: TypeAlias = npt.NDArray[Any]
+
+
+class DLPackArray(Protocol):
+    """An array of any library that exports DLPack (array_api_strict, CuPy, JAX...): it has
+    ``__dlpack__`` and this method."""
+
+    def __dlpack_device__(self) -> Any: ...
+
 
 _NUMPY_BY_TORCH: dict[torch.dtype, np.dtype[Any]] = {
     torch.bool: np.dtype(np.bool_),
@@ -61,6 +78,11 @@ _TORCH_BY_NUMPY: dict[np.dtype[Any], torch.dtype] = {
     swapped: t for t, d in _NUMPY_BY_TORCH.items() for swapped in (d.newbyteorder("<"), d.newbyteorder(">"))
 }
 _CPU = torch.device("cpu")
+# Our own prototypes, so that ctypes.pythonapi's shared ones keep their settings.
+_CAPSULE_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", ctypes.pythonapi))
+_CAPSULE_POINTER = ctypes.PYFUNCTYPE(ctypes.c_size_t, ctypes.py_object, ctypes.c_char_p)(
+    ("PyCapsule_GetPointer", ctypes.pythonapi)
+)
 
 
 def torch_dtype(dtype: npt.DTypeLike) -> torch.dtype:
@@ -86,7 +108,7 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype[Any]:
 
 
 def to_tensor(
-    x: npt.ArrayLike | torch.Tensor,
+    x: npt.ArrayLike | torch.Tensor | DLPackArray,
     *,
     dtype: torch.dtype | None = None,
     device: Device = None,
@@ -101,8 +123,11 @@ def to_tensor(
     ValueError
         For ragged sequences, masked elements, and ``copy=False`` when memory cannot be shared.
     """
+    target = None if device is None else _device(device)
     if isinstance(x, torch.Tensor):
-        return _tensor_to_tensor(x, dtype, device, copy)
+        return _tensor_to_tensor(x, None, dtype, target, copy)
+    if hasattr(x, "__dlpack__") and not isinstance(x, np.ndarray):
+        return _tensor_to_tensor(*_from_dlpack(x, copy), dtype, target, copy)
     a = _as_ndarray(x, copy)
     natural = _TORCH_BY_NUMPY.get(a.dtype)
     if natural is None and dtype is None:
@@ -111,26 +136,24 @@ def to_tensor(
             f"e.g. to_tensor(x, dtype=torch.float64), or cast first with a.astype(...)"
         )
     if dtype is not None:
-        _check_keeps_imaginary(a.dtype.kind == "c", dtype)
+        _check_cast(a, dtype)
     problem = _layout_problem(a)
-    if problem is None and device is None and dtype in (None, natural) and copy is not True:
-        return torch.from_numpy(a)  # the one sharing case (rule 2), kept free of needless work
-    target = _CPU if device is None else torch.device(device)
-    if copy is False:
-        if dtype is not None and dtype != natural:
+    if copy is False and problem is None:
+        if dtype not in (None, natural):
             problem = f"a cast from {a.dtype} to {dtype} was asked for"
-        elif target != _CPU:
+        elif target not in (None, _CPU):
             problem = f"the target device is {target}"
-        if problem is not None:
-            raise ValueError(f"to_tensor(copy=False) cannot share this memory: {problem}; pass copy=None")
-    fresh = False
+    if copy is False and problem is not None:
+        raise ValueError(f"to_tensor(copy=False) cannot share this memory: {problem}; pass copy=None")
     if natural is None and dtype is not None:  # a cast from a dtype torch lacks: NumPy casts
-        wide = np.complex128 if dtype.is_complex else np.float64
-        a, fresh = a.astype(_NUMPY_BY_TORCH.get(dtype, wide)), True
-    elif problem is not None:
-        # A fresh copy in logical order: aligned, native byte order, non-negative strides, writable.
-        a, fresh = np.array(a, dtype=a.dtype.newbyteorder("="), order="K"), True
-    return torch.from_numpy(a).to(device=target, dtype=dtype, copy=copy is True and not fresh)
+        a = _fresh(a, _NUMPY_BY_TORCH.get(dtype, np.complex128 if dtype.is_complex else np.float64))
+    elif natural is not None and (problem is not None or a.dtype.type is not numpy_dtype(natural).type):
+        a = a.view(numpy_dtype(natural)) if problem is None else _fresh(a, numpy_dtype(natural))  # torch
+        # refuses aliases such as np.ulonglong: the canonical dtype
+    shared = torch.from_numpy(a)  # the one sharing case (rule 2) unless a copy was made above or below
+    if problem is None and target in (None, _CPU) and dtype in (None, natural) and copy is not True:
+        return shared  # kept free of needless work: this is the hot path
+    return shared.to(device=target, dtype=dtype, copy=copy is True and problem is None)
 
 
 def to_numpy(
@@ -152,27 +175,26 @@ def to_numpy(
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"to_numpy takes a Tensor or an ndarray, not {type(t).__name__}; use np.asarray")
     _check_has_numpy_layout(t)
-    target = t.dtype if dtype is None else torch_dtype(dtype)
-    _check_keeps_imaginary(t.is_complex(), target)
+    wanted = None if dtype is None else np.dtype(dtype)
+    target = t.dtype if wanted is None else torch_dtype(wanted)
     if target not in _NUMPY_BY_TORCH:
         numpy_dtype(target)  # raises the TypeError that says how to upcast bfloat16 and friends
-    problem = _export_problem(t, target)
+    if target != t.dtype:
+        _check_cast(t, target)
+    problem = _export_problem(t, target, wanted)
     if problem is not None and copy is False:
         raise ValueError(f"to_numpy(copy=False) cannot share this memory: {problem}; pass copy=None")
     if problem is None and copy is not True:
-        view: NDArray = (t.detach() if t.requires_grad else t).numpy()
-        if t.requires_grad or _is_expanded(t):
+        view: NDArray = t.detach().numpy()
+        if t.requires_grad or _may_overlap(t):
             # A NumPy write must neither bypass autograd nor land on one element many times.
             view.flags.writeable = False
         return view
-    # copy=True when nothing else copies; resolve_conj/resolve_neg return t itself when no bit is set.
-    fresh = (
-        t.detach()
-        .resolve_conj()
-        .resolve_neg()
-        .to(device=_CPU, dtype=target, memory_format=torch.contiguous_format, copy=problem is None)
-    )
-    out: NDArray = fresh.numpy()
+    # copy_ casts and moves to the host into fresh C-order memory (Tensor.to can keep a permuted layout);
+    # the bits are resolved first since copy_ fails on a negative view into bool. Both return t when unset.
+    out: NDArray = torch.empty(t.shape, dtype=target).copy_(t.detach().resolve_conj().resolve_neg()).numpy()
+    if wanted is not None and not wanted.isnative:
+        out = out.byteswap(inplace=True).view(wanted)  # the byte order asked for, still one copy
     return out
 
 
@@ -204,6 +226,11 @@ def _as_ndarray(x: object, copy: bool | None) -> NDArray:
             f"will not densify a scipy.sparse {type(x).__name__} implicitly; "
             f"call x.toarray() first if it fits in memory"
         )
+    if copy is False and _legacy_array(x):
+        raise ValueError(
+            f"to_tensor(copy=False) cannot tell whether a {type(x).__name__} shares memory: its __array__ "
+            f"takes no copy= argument; pass copy=None, or add copy= to __array__"
+        )
     try:
         return np.asarray(x, copy=False if copy is False else None)
     except ValueError as err:
@@ -219,10 +246,63 @@ def _as_ndarray(x: object, copy: bool | None) -> NDArray:
         ) from err
 
 
-def _check_keeps_imaginary(complex_source: bool, target: torch.dtype) -> None:
-    # torch and NumPy both warn and drop the imaginary part; we refuse instead, since nothing warns.
-    if complex_source and not target.is_complex:
+def _legacy_array(x: object) -> bool:
+    """Whether ``x`` has an ``__array__`` older than NumPy 2, which NumPy warns about under copy=False."""
+    method = getattr(type(x), "__array__", None)
+    try:
+        parameters = inspect.signature(method).parameters.values() if method is not None else None
+    except (TypeError, ValueError):  # a C implementation: NumPy's own types take copy=
+        return False
+    return parameters is not None and all(p.name != "copy" and p.kind != p.VAR_KEYWORD for p in parameters)
+
+
+def _check_cast(x: torch.Tensor | NDArray, target: torch.dtype | np.dtype[Any]) -> None:
+    """Refuse the casts NumPy and torch only warn about or do silently: no value is lost unseen."""
+    source, goal = _kind(x.dtype), _kind(target)
+    if source == "c" and goal in "fib":
         raise TypeError(f"a cast from complex to {target} would drop the imaginary part; take x.real first")
+    if source == "f" and goal == "i" and not getattr(x, "is_meta", False):
+        info = torch.iinfo(target) if isinstance(target, torch.dtype) else np.iinfo(target)
+        # The cast truncates: x must lie in (min - 1, max + 1). max + 1 is a power of two, exact in every
+        # float type; min - 1 may round to min, so min itself is let in by name, unless it rounded to -inf.
+        # NaN fails every test.
+        with np.errstate(over="ignore"):  # a bound beyond float16's range is inf: still the right test
+            at_min = (x == info.min) & (x > -math.inf)
+            inside = ((x > float(info.min) - 1) | at_min) & (x < float(info.max) + 1)
+        if not bool(inside.all()):
+            raise ValueError(
+                f"cannot cast {x.dtype} values that are NaN, infinite or outside [{info.min}, {info.max}] "
+                f"to {target}; replace them first, e.g. with np.nan_to_num or np.clip"
+            )
+
+
+def _kind(dtype: torch.dtype | np.dtype[Any]) -> str:
+    """'c', 'f', 'i' (signed or unsigned), 'b' or 'o' (anything else), for either library's dtypes."""
+    if isinstance(dtype, torch.dtype):
+        return (
+            "c"
+            if dtype.is_complex
+            else "f"
+            if dtype.is_floating_point
+            else "b"
+            if dtype == torch.bool
+            else "i"
+        )
+    return {"c": "c", "f": "f", "i": "i", "u": "i", "b": "b"}.get(dtype.kind, "o")
+
+
+def _fresh(a: NDArray, dtype: npt.DTypeLike) -> NDArray:
+    """A new writable, C-contiguous array of ``a`` as ``dtype``; a float overflow is inf, as in torch."""
+    out = np.empty(a.shape, dtype)  # exactly ``dtype``: np.array would keep an alias such as np.ulonglong
+    with np.errstate(over="ignore", invalid="ignore"):  # what warns was refused by _check_cast already
+        np.copyto(out, a, casting="unsafe")
+    return out
+
+
+def _device(device: torch.device | str | int) -> torch.device:
+    """``device`` as a torch.device; every name of the host ("cpu:0" too) is the one CPU device."""
+    found = torch.device(device)
+    return _CPU if found.type == "cpu" else found
 
 
 def _layout_problem(a: NDArray) -> str | None:
@@ -236,13 +316,24 @@ def _layout_problem(a: NDArray) -> str | None:
         return f"the array's byte order is not native ({a.dtype.str})"
     if a.ndim and min(a.strides) < 0:
         return f"the array has negative strides {a.strides}"
+    if any(s % a.itemsize for s in a.strides):  # a field of a structured array; a size-1 axis may too
+        return f"the array's strides {a.strides} are not multiples of its item size {a.itemsize}"
     return None
 
 
 def _tensor_to_tensor(
-    t: torch.Tensor, dtype: torch.dtype | None, device: Device, copy: bool | None
+    t: torch.Tensor,
+    problem: str | None,
+    dtype: torch.dtype | None,
+    device: torch.device | None,
+    copy: bool | None,
 ) -> torch.Tensor:
-    moved = t.to(device=device, dtype=dtype, copy=copy is True)
+    """``t`` cast, moved or copied as asked; ``problem`` says why its memory must not be shared."""
+    if dtype is not None:
+        _check_cast(t, dtype)
+    if copy is False and problem is not None:
+        raise ValueError(f"to_tensor(copy=False) cannot share this memory: {problem}; pass copy=None")
+    moved = t.to(device=device, dtype=dtype, copy=copy is True or problem is not None)
     if copy is False and moved is not t:
         raise ValueError(
             f"to_tensor(copy=False) cannot move or cast a {t.dtype} tensor on {t.device} "
@@ -251,13 +342,81 @@ def _tensor_to_tensor(
     return moved
 
 
+def _from_dlpack(x: Any, copy: bool | None) -> tuple[torch.Tensor, str | None]:
+    """A tensor over the memory ``x`` exports through DLPack, and why it must not be shared (or None)."""
+    problem: str | None = None
+    for ask in (None, True):  # share; else the producer copies into a layout torch can import
+        try:
+            capsule = _export(x, ask)
+            problem, importable = _dlpack_problem(capsule)
+        except BufferError as err:  # a layout the producer cannot export as it is
+            problem, importable = str(err), False
+        if problem is not None and copy is False:
+            raise ValueError(f"to_tensor(copy=False) cannot share this memory: {problem}; pass copy=None")
+        if importable:
+            return torch.utils.dlpack.from_dlpack(capsule), problem
+    raise ValueError(
+        f"cannot import this {type(x).__name__} through DLPack: {problem}; copy it to NumPy first"
+    )
+
+
+def _export(x: Any, copy: bool | None) -> Any:
+    try:
+        return x.__dlpack__(max_version=(1, 0), copy=copy)
+    except TypeError:  # a producer older than DLPack 1.0 takes neither argument
+        return x.__dlpack__()
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [  # the DLPack standard's C struct
+        ("data", ctypes.c_void_p),
+        ("device", ctypes.c_int32 * 2),
+        ("ndim", ctypes.c_int32),
+        ("dtype", ctypes.c_uint8 * 4),  # code, bits, lanes (2 bytes)
+        ("shape", ctypes.POINTER(ctypes.c_int64)),
+        ("strides", ctypes.POINTER(ctypes.c_int64)),  # NULL for C-contiguous
+        ("byte_offset", ctypes.c_uint64),
+    ]
+
+
+class _DLManagedVersioned(ctypes.Structure):
+    _fields_ = [
+        ("version", ctypes.c_uint32 * 2),
+        ("manager", ctypes.c_void_p * 2),
+        ("flags", ctypes.c_uint64),
+    ]
+
+
+def _dlpack_problem(capsule: Any) -> tuple[str | None, bool]:
+    """Why the memory in a DLPack ``capsule`` must not be shared (or None), and whether torch can import it.
+
+    Reads the DLPack structs: torch ignores the read-only flag (a writable alias of read-only memory,
+    against rule 3), aborts the process on negative strides and may crash reading misaligned memory.
+    """
+    name = _CAPSULE_NAME(capsule)
+    versioned = name == b"dltensor_versioned"
+    managed = _CAPSULE_POINTER(capsule, name)
+    dl = _DLTensor.from_address(managed + ctypes.sizeof(_DLManagedVersioned) if versioned else managed)
+    if dl.strides and any(dl.strides[i] < 0 for i in range(dl.ndim)):
+        return "it has negative strides, which torch cannot import", False
+    code, bits = dl.dtype[0], dl.dtype[1]
+    if ((dl.data or 0) + dl.byte_offset) % max(1, bits // (16 if code == 5 else 8)):  # 5: complex
+        return "the memory is not aligned (torch crashes reading it)", False
+    if not versioned:
+        return "its producer predates DLPack 1.0, so it cannot say whether the memory is read-only", True
+    if _DLManagedVersioned.from_address(managed).flags & 1:  # DLPACK_FLAG_BITMASK_READ_ONLY
+        return "it is exported read-only", True
+    return None, True
+
+
 def _ndarray_to_numpy(a: NDArray, dtype: npt.DTypeLike | None, copy: bool | None) -> NDArray:
-    cast = dtype is not None and np.dtype(dtype) != a.dtype
-    if not cast and copy is not True:
+    wanted = a.dtype if dtype is None else np.dtype(dtype)
+    if wanted == a.dtype and copy is not True:
         return a
     if copy is False:
-        raise ValueError(f"to_numpy(copy=False) cannot cast {a.dtype} to {np.dtype(dtype)}; pass copy=None")
-    return np.array(a, dtype=dtype, order="C")
+        raise ValueError(f"to_numpy(copy=False) cannot cast {a.dtype} to {wanted}; pass copy=None")
+    _check_cast(a, wanted)
+    return _fresh(a, wanted)
 
 
 def _check_has_numpy_layout(t: torch.Tensor) -> None:
@@ -271,7 +430,7 @@ def _check_has_numpy_layout(t: torch.Tensor) -> None:
         raise TypeError("a meta tensor has no data to convert; materialise it on a real device first")
 
 
-def _export_problem(t: torch.Tensor, target: torch.dtype) -> str | None:
+def _export_problem(t: torch.Tensor, target: torch.dtype, wanted: np.dtype[Any] | None) -> str | None:
     """Why ``t`` converted to ``target`` cannot be a NumPy view of ``t``, or None when it can."""
     if not t.is_cpu:
         return f"the tensor is on {t.device}"
@@ -279,13 +438,24 @@ def _export_problem(t: torch.Tensor, target: torch.dtype) -> str | None:
         return f"a cast from {t.dtype} to {target} was asked for"
     if t.is_conj() or t.is_neg():
         return "the tensor has its conjugate or negative bit set; NumPy has no such lazy views"
+    if wanted is not None and not wanted.isnative:
+        return f"the byte order of {wanted.str} was asked for"
     return None
 
 
-def _is_expanded(t: torch.Tensor) -> bool:
-    """Whether some element of ``t`` is reachable at two indices (a 0 stride on a dimension > 1)."""
-    strides = t.stride()
-    return 0 in strides and any(st == 0 and n > 1 for st, n in zip(strides, t.shape, strict=True))
+def _may_overlap(t: torch.Tensor) -> bool:
+    """Whether two indices of ``t`` may reach one element: an expansion, or an ``as_strided`` view.
+
+    Conservative: False proves each element has one index; some rare non-overlapping layouts say True.
+    """
+    if t.is_contiguous():  # the common case, answered from a flag torch keeps
+        return False
+    span = 1  # elements reachable through the dimensions of smaller stride
+    for stride, n in sorted((abs(s), n) for s, n in zip(t.stride(), t.shape, strict=True) if n > 1):
+        if stride < span:
+            return t.numel() > 0
+        span += stride * (n - 1)
+    return False
 
 
 def _byte_view(x: torch.Tensor | NDArray) -> tuple[torch.device, NDArray]:

@@ -409,6 +409,7 @@ class _TorchEstimator(BaseEstimator):
         return _canonical(X_), y_, device
 
     def _resolve_device(self, X: Any) -> torch.device:
+        self._fit_library = _library(X)  # where X lives; predict under dispatch insists on it (_check_library)
         if self.device is None:
             device = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
         elif not isinstance(self.device, (str, int, torch.device)) or isinstance(self.device, bool):
@@ -1034,11 +1035,13 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     def predict_proba(self, X: Any) -> Output:
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
         check_is_fitted(self)
+        _check_library(self, X, "predict_proba")
         return _to_caller(X, self._forward(X, self._probabilities))
 
     def predict_log_proba(self, X: Any) -> Output:
         """Log of ``predict_proba``."""
         check_is_fitted(self)
+        _check_library(self, X, "predict_log_proba")
         return _to_caller(X, self._forward(X, lambda raw: self._probabilities(raw).log()))
 
     def predict(self, X: Any) -> Output:
@@ -1048,6 +1051,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         or other objects no tensor can hold: then, as without dispatch, a NumPy array.
         """
         check_is_fitted(self)
+        _check_library(self, X, "predict")
         if self.out_activation_ == "logistic" and self.n_outputs_ > 1:
             indicator = self._forward(X, lambda raw: self._probabilities(raw) > 0.5)
             return _to_caller(X, indicator.to(torch_dtype(self.classes_.dtype)))
@@ -1167,6 +1171,7 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
     def predict(self, X: Any) -> Output:
         """Predictions (n_samples,) for one output, (n_samples, n_outputs) for several."""
         check_is_fitted(self)
+        _check_library(self, X, "predict")
         out = self._forward(X, self._mean)
         return _to_caller(X, out.reshape(-1) if self.n_outputs_ == 1 else out)
 
@@ -1191,20 +1196,57 @@ def _random_state(random_state: int | np.random.RandomState | None) -> np.random
 
 
 def _tensor_out(X: Any) -> bool:
-    """Whether outputs follow ``X`` into torch: a tensor under scikit-learn's array API dispatch."""
-    return isinstance(X, torch.Tensor) and bool(get_config()["array_api_dispatch"])
+    """Whether outputs follow ``X`` into its library: a tensor or another array API array, under dispatch."""
+    return _foreign(X) and bool(get_config()["array_api_dispatch"])
+
+
+def _foreign(x: Any) -> bool:
+    """Whether ``x`` is an array of another library than NumPy: a tensor or an array API array."""
+    return isinstance(x, torch.Tensor) or (
+        hasattr(x, "__array_namespace__") and not isinstance(x, np.ndarray)
+    )
 
 
 def _to_caller(X: Any, out: torch.Tensor) -> Output:
-    """A tensor on ``X``'s device when ``X`` is a tensor under array API dispatch, else NumPy."""
-    if _tensor_out(X):
+    """``out`` in ``X``'s library, on its device, when ``X`` is a foreign array under dispatch; else NumPy."""
+    if not _tensor_out(X):
+        return to_numpy(out)
+    if isinstance(X, torch.Tensor):
         return out.to(X.device, copy=True)  # a copy: an ordinary tensor, not an inference-mode one
-    return to_numpy(out)
+    # Any other array API library takes our host array through DLPack, onto X's own device.
+    converted: Output = X.__array_namespace__().from_dlpack(to_numpy(out), device=X.device)
+    return converted
+
+
+def _library(X: Any) -> tuple[str, str] | None:
+    """The array library and device of a foreign ``X`` under dispatch; None for NumPy or without dispatch."""
+    if not _tensor_out(X):
+        return None
+    namespace = "torch" if isinstance(X, torch.Tensor) else X.__array_namespace__().__name__
+    return namespace, str(X.device)
+
+
+def _check_library(estimator: Any, X: Any, method: str) -> None:
+    """Under dispatch, a model fitted on a foreign array library takes ``X`` only from it, on its device.
+
+    scikit-learn's array API estimators keep this rule (its checks test it); a model fitted on NumPy
+    takes any ``X``, and outputs follow ``X`` as before.
+    """
+    fitted = getattr(estimator, "_fit_library", None)
+    if fitted is None or not get_config()["array_api_dispatch"]:
+        return
+    found = _library(X) or ("numpy", "cpu")
+    if found != fitted:
+        raise ValueError(
+            f"{type(estimator).__name__}.{method}() inputs must use the same namespace and device as fit's: "
+            f"fit had {fitted[0]} arrays on {fitted[1]}, {method} got {found[0]} on {found[1]}; "
+            f"convert X to {fitted[0]} on {fitted[1]} first, or fit on NumPy to predict from anything"
+        )
 
 
 def _host(x: Any) -> Any:
-    """Tensors cross to NumPy through the bridge (a view on the CPU); anything else is left alone."""
-    return to_numpy(x) if isinstance(x, torch.Tensor) else x
+    """Foreign arrays cross to NumPy through the bridge (a view on the CPU); anything else is left alone."""
+    return to_numpy(x if isinstance(x, torch.Tensor) else to_tensor(x)) if _foreign(x) else x
 
 
 def _batch(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import re
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bridge import NDArray, numpy_dtype, shares_memory, to_numpy, to_tensor, torch_dtype
+from bridge import Device, NDArray, numpy_dtype, shares_memory, to_numpy, to_tensor, torch_dtype
 
 # CI-sized by default; LAWS_MAX_EXAMPLES=2000 pytest for a deeper search.
 LAWS = settings(max_examples=int(os.environ.get("LAWS_MAX_EXAMPLES", "150")), deadline=None)
@@ -39,6 +40,12 @@ SUPPORTED = [
         "complex128",
     ]
 ]
+# Every NumPy scalar type of a supported dtype: np.ulonglong, np.longlong, np.intc... are aliases that
+# compare equal to a SUPPORTED dtype but are distinct types, which torch.from_numpy treats differently.
+ALIASES = sorted(
+    {np.dtype(t).type: np.dtype(t) for t in set(np.sctypeDict.values()) if np.dtype(t) in SUPPORTED}.values(),
+    key=lambda d: (d.str, d.type.__name__),
+)
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -53,12 +60,47 @@ def tensor_bits(t: torch.Tensor) -> bytes:
 
 
 def rule_2_allows_sharing(a: NDArray) -> bool:
-    return bool(a.flags.writeable and a.flags.aligned and a.dtype.isnative and all(s >= 0 for s in a.strides))
+    return bool(
+        a.flags.writeable
+        and a.flags.aligned
+        and a.dtype.isnative
+        and all(s >= 0 and s % a.itemsize == 0 for s in a.strides)
+    )
+
+
+def rule_10_allows_sharing(a: NDArray) -> bool:
+    """Rule 2 as NumPy exports DLPack: strides count in whole items, so a size-1 axis may have any."""
+    odd = any(s % a.itemsize for s, n in zip(a.strides, a.shape, strict=True) if n > 1 or a.size == 0)
+    return (
+        bool(a.flags.writeable and a.flags.aligned and a.dtype.isnative and min(a.strides, default=0) >= 0)
+        and not odd
+    )
+
+
+def has_aliased_elements(x: torch.Tensor | NDArray) -> bool:
+    """Brute force: whether two indices of ``x`` reach one element (strides in elements or bytes)."""
+    strides = x.stride() if isinstance(x, torch.Tensor) else x.strides
+    index = np.indices(tuple(x.shape)).reshape(len(x.shape), -1) if len(x.shape) else np.zeros((0, 1), int)
+    offsets = np.asarray(strides, np.int64) @ index
+    return len(np.unique(offsets)) < offsets.size
+
+
+def reference_cast(x: NDArray, target: np.dtype[Any]) -> NDArray | type[Exception]:
+    """NumPy's cast, or the error the bridge promises where NumPy would warn or lose values silently."""
+    if x.dtype.kind == "c" and target.kind in "fiub":
+        return TypeError
+    if x.dtype.kind == "f" and target.kind in "iu":
+        info = np.iinfo(target)  # Python compares floats and ints exactly; the cast truncates
+        if not all(math.isfinite(v) and info.min <= math.trunc(v) <= info.max for v in x.ravel().tolist()):
+            return ValueError
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN payloads and float overflow, as in any cast
+        return x.astype(target)
 
 
 @st.composite
-def values(draw: st.DrawFn, dtypes: list[np.dtype[Any]] = SUPPORTED) -> NDArray:
-    """Arrays of any shape (0-d and empty too) with any bit pattern: NaN payloads, -0.0, subnormals."""
+def values(draw: st.DrawFn, dtypes: list[np.dtype[Any]] = ALIASES) -> NDArray:
+    """Arrays of any shape (0-d and empty too) with any bit pattern: NaN payloads, -0.0, subnormals,
+    in any NumPy alias of a supported dtype."""
     dtype = draw(st.sampled_from(dtypes))
     shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
     if dtype == np.bool_:
@@ -91,6 +133,14 @@ def _misaligned(a: NDArray) -> NDArray:
     return out
 
 
+def _field(a: NDArray) -> NDArray:
+    """``a`` as a field of an aligned structured array: strides need not be multiples of the item size."""
+    record = np.zeros(a.shape, np.dtype([("v", a.dtype), ("pad", np.uint8)], align=True))
+    record["v"] = a
+    field: NDArray = record["v"]
+    return field
+
+
 def _read_only(a: NDArray) -> NDArray:
     out = a.copy()
     out.flags.writeable = False
@@ -104,6 +154,8 @@ LAYOUTS: dict[str, Callable[[NDArray], NDArray]] = {
     "strided": _strided,
     "offset": _offset,
     "negative strides": lambda a: np.flip(np.flip(a).copy()) if a.ndim else a,  # flip of 0-d: a scalar
+    "inner axis reversed": lambda a: a[..., ::-1].copy()[..., ::-1] if a.ndim else a,
+    "structured field": _field,
     "read-only": _read_only,
     "big-endian": lambda a: a.astype(a.dtype.newbyteorder(">")),
     "misaligned": _misaligned,
@@ -114,27 +166,33 @@ LAYOUTS: dict[str, Callable[[NDArray], NDArray]] = {
 
 @st.composite
 def arrays(draw: st.DrawFn) -> NDArray:
-    return LAYOUTS[draw(st.sampled_from(sorted(LAYOUTS)))](draw(values()))
+    """Arrays of :func:`values` in one or two LAYOUTS applied in turn (a field of a transposed array...)."""
+    a = draw(values())
+    for name in draw(st.lists(st.sampled_from(sorted(LAYOUTS)), min_size=1, max_size=2)):
+        a = LAYOUTS[name](a)
+    return a
+
+
+TENSOR_VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "transposed": lambda t: t.mT if t.ndim >= 2 else t,
+    "inner sliced": lambda t: t[..., ::2] if t.ndim else t,
+    "outer sliced": lambda t: t[1:] if t.ndim else t,
+    "inner expanded": lambda t: t.unsqueeze(-1).expand(*t.shape, 3),  # like torch.ones(3, 1).expand(3, 4)
+    "outer expanded": lambda t: t.unsqueeze(0).expand(3, *t.shape),
+    "conj": lambda t: t.conj() if t.is_complex() else t,
+    "neg": lambda t: t.conj().imag if t.is_complex() else t,  # a real tensor with its negative bit set
+}
 
 
 @st.composite
 def tensors(draw: st.DrawFn) -> torch.Tensor:
-    """CPU tensors of every NumPy dtype, plain or transposed, sliced, expanded, conjugate, negative
-    or requiring grad."""
-    t = torch.from_numpy(draw(values()))
-    view = draw(st.sampled_from(["plain", "transposed", "sliced", "expanded", "conj", "neg", "grad"]))
-    if view == "transposed" and t.ndim >= 2:
-        return t.mT
-    if view == "sliced" and t.ndim >= 1:
-        return t[..., ::2]
-    if view == "expanded":
-        return t.unsqueeze(0).expand(3, *t.shape)
-    if view == "conj" and t.is_complex():
-        return t.conj()
-    if view == "neg" and t.is_complex():
-        return t.conj().imag  # a real tensor with its negative bit set
-    if view == "grad" and (t.is_floating_point() or t.is_complex()):
-        return t.clone().requires_grad_()
+    """CPU tensors of every NumPy dtype, maybe requiring grad, under up to three TENSOR_VIEWS in turn:
+    conjugate or negative views of transposed, sliced or expanded ones, and so on."""
+    t = torch.from_numpy(draw(values(SUPPORTED)))
+    if (t.is_floating_point() or t.is_complex()) and draw(st.booleans()):
+        t = t.clone().requires_grad_()
+    for name in draw(st.lists(st.sampled_from(sorted(TENSOR_VIEWS)), max_size=3)):
+        t = TENSOR_VIEWS[name](t)
     return t
 
 
@@ -226,10 +284,6 @@ def rule_7_allows_sharing(t: torch.Tensor) -> bool:
     return not (t.is_conj() or t.is_neg())
 
 
-def is_expanded(t: torch.Tensor) -> bool:
-    return any(stride == 0 and size > 1 for stride, size in zip(t.stride(), t.shape, strict=True))
-
-
 @LAWS
 @given(tensors())
 def test_tensor_roundtrip_is_bit_exact(t: torch.Tensor) -> None:
@@ -248,7 +302,7 @@ def test_to_numpy_shares_exactly_when_rule_7_allows(t: torch.Tensor) -> None:
     shares = rule_7_allows_sharing(t) and t.numel() > 0
     assert shares_memory(a, t) == shares
     viewed = rule_7_allows_sharing(t)  # a view even when empty, so the same flags apply
-    assert a.flags.writeable == (not viewed or not (t.requires_grad or is_expanded(t)))
+    assert a.flags.writeable == (not viewed or not (t.requires_grad or has_aliased_elements(t)))
     if a.flags.writeable:
         fill_one(a)
         assert tensor_bits(t) == (bits(np.ones_like(a)) if shares else before)
@@ -323,6 +377,17 @@ def test_shares_memory_is_exact_for_interleaved_views() -> None:
 def test_shares_memory_rejects_other_types() -> None:
     with pytest.raises(TypeError, match="list"):
         shares_memory([1.0], np.zeros(1))  # type: ignore[arg-type]  # the wrong type is the test
+
+
+def test_shares_memory_refuses_unstrided_tensors_and_meta_tensors_share_nothing() -> None:
+    dense = torch.eye(2)
+    with pytest.raises(TypeError, match="strided"):
+        shares_memory(dense.to_sparse(), dense)
+    with pytest.raises(TypeError, match="strided"):
+        shares_memory(dense, torch.nested.nested_tensor([torch.ones(2), torch.ones(3)], layout=torch.jagged))
+    meta = torch.zeros(4, device="meta")
+    assert not shares_memory(meta, meta) and not shares_memory(meta, np.zeros(4))
+    assert shares_memory(dense, dense[1:]) and not shares_memory(dense, dense.clone())
 
 
 # --- dtypes ----------------------------------------------------------------------------------
@@ -550,6 +615,295 @@ def test_to_numpy_refuses_non_strided_tensors() -> None:
 def test_to_numpy_refuses_other_types() -> None:
     with pytest.raises(TypeError, match="list"):
         to_numpy([1.0])  # type: ignore[arg-type]  # the wrong type is the test
+
+
+# --- casts, on every path ---------------------------------------------------------------------
+
+CAST_TARGETS = SUPPORTED + [d.newbyteorder(">") for d in SUPPORTED if d.itemsize > 1]
+
+
+def check_cast(convert: Callable[[], NDArray | torch.Tensor], expected: NDArray | type[Exception]) -> None:
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            convert()
+        return
+    out = convert()
+    values = out.numpy() if isinstance(out, torch.Tensor) else out
+    assert values.dtype == expected.dtype and np.array_equal(values, expected, equal_nan=True)
+
+
+@LAWS
+@given(tensors(), st.sampled_from(CAST_TARGETS))
+def test_to_numpy_casts_follow_numpy_into_fresh_c_contiguous_memory(t: torch.Tensor, target: Any) -> None:
+    expected = reference_cast(t.detach().resolve_conj().resolve_neg().numpy(), target)
+    check_cast(lambda: to_numpy(t, dtype=target), expected)
+    if not isinstance(expected, type) and target != numpy_dtype(t.dtype):
+        a = to_numpy(t, dtype=target)
+        assert a.dtype.str == target.str, "the byte order asked for"
+        assert a.flags.c_contiguous and a.flags.writeable and not shares_memory(a, t)
+
+
+@LAWS
+@given(arrays(), st.sampled_from(CAST_TARGETS), st.sampled_from([None, True]))
+def test_to_numpy_of_an_ndarray_casts_or_copies_like_numpy(
+    a: NDArray, target: Any, copy: bool | None
+) -> None:
+    expected = reference_cast(a, target)
+    check_cast(lambda: to_numpy(a, dtype=target, copy=copy), expected)
+    if isinstance(expected, type):
+        return
+    out = to_numpy(a, dtype=target, copy=copy)
+    if target == a.dtype and copy is None:
+        assert out is a
+    else:
+        assert out.dtype.str == target.str and out.flags.c_contiguous and out.flags.writeable
+        assert not shares_memory(out, a)
+    assert to_numpy(a) is a
+
+
+@LAWS
+@given(arrays(), st.sampled_from(SUPPORTED))
+def test_to_tensor_casts_follow_numpy(a: NDArray, target: np.dtype[Any]) -> None:
+    check_cast(lambda: to_tensor(a, dtype=torch_dtype(target)), reference_cast(a, target))
+
+
+@LAWS
+@given(tensors(), st.sampled_from(SUPPORTED))
+def test_tensor_casts_follow_numpy(t: torch.Tensor, target: np.dtype[Any]) -> None:
+    expected = reference_cast(t.detach().resolve_conj().resolve_neg().numpy(), target)
+    check_cast(
+        lambda: to_tensor(t, dtype=torch_dtype(target)).detach().resolve_conj().resolve_neg(), expected
+    )
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda: to_tensor(np.ones(2, np.complex64), dtype=torch.float32),
+        lambda: to_tensor(torch.ones(2, dtype=torch.complex64), dtype=torch.float32),
+        lambda: to_numpy(np.ones(2, np.complex64), dtype=np.float32),
+        lambda: to_numpy(torch.ones(2, dtype=torch.complex64), dtype=np.float32),
+    ],
+    ids=["ndarray to tensor", "tensor to tensor", "ndarray to ndarray", "tensor to ndarray"],
+)
+def test_complex_to_real_is_refused_on_every_path(convert: Callable[[], object]) -> None:
+    with pytest.raises(TypeError, match="x.real"):
+        convert()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 128.0, -129.0])
+def test_float_to_int_casts_that_lose_values_are_value_errors_on_every_path(bad: float) -> None:
+    a = np.array([1.0, bad])
+    converts: list[Callable[[], object]] = [
+        lambda: to_tensor(a, dtype=torch.int8),
+        lambda: to_tensor(torch.from_numpy(a), dtype=torch.int8),
+        lambda: to_numpy(a, dtype=np.int8),
+        lambda: to_numpy(torch.from_numpy(a), dtype=np.int8),
+    ]
+    for convert in converts:
+        with pytest.raises(ValueError, match="NaN, infinite or outside"):
+            convert()
+    minus_infs: list[NDArray | torch.Tensor] = [
+        np.array([-np.inf], np.float16),
+        torch.tensor([-np.inf]).half(),
+    ]
+    for minus_inf in minus_infs:
+        with pytest.raises(ValueError, match="NaN, infinite"):  # int32's minimum is -inf in float16
+            to_numpy(minus_inf, dtype=np.int32)
+    assert to_numpy(np.array([-128.9, 127.9]), dtype=np.int8).tolist() == [-128, 127]  # truncation is fine
+    assert to_tensor(torch.tensor([-(2.0**63)]), dtype=torch.int64).tolist() == [-(2**63)]
+
+
+# --- NumPy aliases, structured fields, byte order, overlap --------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ALIASES, ids=lambda d: d.type.__name__)
+def test_every_numpy_alias_of_a_supported_dtype_converts(dtype: np.dtype[Any]) -> None:
+    a = np.ones(3, dtype)
+    t = to_tensor(a)
+    assert t.dtype == torch_dtype(dtype) and shares_memory(t, a)
+    assert to_tensor(dtype.type(1)).dtype == torch_dtype(dtype)
+    assert to_tensor(a, copy=True).tolist() == a.tolist()
+
+
+def test_python_ints_numpy_makes_ulonglong_convert() -> None:
+    assert np.asarray(2**63).dtype.type is np.ulonglong
+    assert int(to_numpy(to_tensor(2**63))) == 2**63
+
+
+@pytest.mark.parametrize("copy", [None, True])
+def test_fields_of_aligned_structured_arrays_are_copied(copy: bool | None) -> None:
+    record = np.zeros(4, np.dtype([("c", "c8"), ("x", "f4")], align=True))
+    record["c"] = [1j, 2, 3, 4]
+    t = to_tensor(record["c"], copy=copy)
+    assert t.tolist() == [1j, 2, 3, 4] and not shares_memory(t, record)
+    with pytest.raises(ValueError, match="item size"):
+        to_tensor(record["c"], copy=False)
+
+
+def test_odd_strides_of_size_1_axes_are_copied_too() -> None:
+    a = np.lib.stride_tricks.as_strided(np.zeros(10), (1, 3), (5, 8))  # NumPy calls it C-contiguous
+    assert a.flags.c_contiguous and to_tensor(a).tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_to_numpy_honours_the_byte_order_asked_for() -> None:
+    t = torch.arange(3.0)
+    a = to_numpy(t, dtype=">f4")
+    assert a.dtype.str == ">f4" and a.tolist() == [0.0, 1.0, 2.0] and a.flags.c_contiguous
+    with pytest.raises(ValueError, match="byte order"):
+        to_numpy(t, dtype=">f4", copy=False)
+    assert shares_memory(to_numpy(t, dtype="=f4"), t)
+
+
+def test_overlapping_views_are_read_only_whatever_their_strides() -> None:
+    base = torch.arange(6.0)
+    for view in [
+        base.as_strided((3, 2), (1, 1)),
+        base.as_strided((2, 2), (1, 1)),
+        torch.ones(3, 1).expand(3, 4),
+    ]:
+        a = to_numpy(view)
+        assert has_aliased_elements(view) and not a.flags.writeable and shares_memory(a, view)
+    apart = base.as_strided((2, 3), (3, 1))  # every element once
+    assert to_numpy(apart).flags.writeable
+
+
+def test_copies_of_permuted_views_are_c_contiguous() -> None:
+    z = torch.arange(12.0).reshape(3, 4).to(torch.complex64).mT.conj()
+    assert to_numpy(z, copy=True).flags.c_contiguous
+    assert to_numpy(
+        torch.arange(6.0, dtype=torch.float64).reshape(2, 3).mT, dtype=np.float32
+    ).flags.c_contiguous
+
+
+# --- nothing warns ---------------------------------------------------------------------------------
+
+
+class LegacyArray:
+    """An ``__array__`` written before NumPy 2: it takes no copy= argument."""
+
+    def __array__(self, dtype: Any = None) -> NDArray:
+        return np.ones(2)
+
+
+def test_a_legacy_array_protocol_cannot_promise_sharing() -> None:
+    with pytest.raises(ValueError, match="copy="):
+        to_tensor(LegacyArray(), copy=False)
+    assert to_tensor(LegacyArray()).tolist() == [1.0, 1.0]
+
+
+def test_writes_through_a_tensor_saved_for_backward_are_outside_rule_7() -> None:
+    """Rule 7 protects what requires grad; a tensor autograd only saved is writable, as the README says."""
+    w, x = torch.ones(2, requires_grad=True), torch.ones(2)
+    loss = (w * x).sum()
+    assert not to_numpy(w).flags.writeable
+    to_numpy(x)[:] = 5  # not detected: autograd sees no version change
+    torch.autograd.backward(loss)
+    assert w.grad is not None and w.grad.tolist() == [5.0, 5.0]
+
+
+# --- devices: every name of the host, and the meta device -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "device", ["cpu", "cpu:0", torch.device("cpu", 0)], ids=["cpu", "cpu:0", "device(cpu, 0)"]
+)
+def test_every_name_of_the_host_is_the_cpu(device: Device) -> None:
+    a, t = np.ones(2), torch.ones(2)
+    assert shares_memory(to_tensor(a, device=device, copy=False), a)
+    assert to_tensor(t, device=device, copy=False) is t
+
+
+def test_the_meta_device_routes_moves_and_refusals_without_a_gpu() -> None:
+    a = np.arange(6.0).reshape(2, 3)
+    m = to_tensor(a, device="meta")
+    assert m.is_meta and m.shape == (2, 3) and m.dtype == torch.float64
+    assert to_tensor(a[:, ::-1], device="meta", dtype=torch.float32).dtype == torch.float32
+    assert to_tensor(torch.ones(2), device="meta").is_meta
+    with pytest.raises(ValueError, match="meta"):
+        to_tensor(a, device="meta", copy=False)
+    with pytest.raises(ValueError, match="meta"):
+        to_tensor(torch.ones(2), device="meta", copy=False)
+    assert to_tensor(m) is m and to_tensor(m, device="meta", copy=False) is m
+    assert to_tensor(m, dtype=torch.int64).dtype == torch.int64  # no values to check on meta
+    assert not shares_memory(m, a) and not shares_memory(m, m)
+
+
+# --- DLPack producers ------------------------------------------------------------------------------
+
+
+class Exporter:
+    """A DLPack producer that is not NumPy: it exports the memory of an ndarray."""
+
+    def __init__(self, a: NDArray) -> None:
+        self.a = a
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self.a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        device: tuple[int, int] = self.a.__dlpack_device__()
+        return device
+
+
+class OldExporter(Exporter):
+    """A producer older than DLPack 1.0: it cannot say whether its memory is read-only."""
+
+    def __dlpack__(self) -> Any:  # type: ignore[override]  # the old protocol takes no arguments
+        return self.a.__dlpack__()
+
+
+@LAWS
+@given(arrays())
+def test_dlpack_input_shares_exactly_when_rule_10_allows(a: NDArray) -> None:
+    if not a.dtype.isnative:  # DLPack has no byte order: the producer cannot export it
+        with pytest.raises(ValueError, match="DLPack"):
+            to_tensor(Exporter(a))
+        return
+    before = bits(a)
+    t = to_tensor(Exporter(a))
+    assert tensor_bits(t) == before and not t.requires_grad
+    shares = rule_10_allows_sharing(a) and a.size > 0
+    assert shares_memory(t, a) == shares
+    if rule_10_allows_sharing(a):
+        assert shares_memory(to_tensor(Exporter(a), copy=False), a) == shares
+    else:
+        with pytest.raises(ValueError, match="copy=False"):
+            to_tensor(Exporter(a), copy=False)
+    assert not shares_memory(to_tensor(Exporter(a), copy=True), a)
+    fill_one(t)  # never a read-only alias (rule 3)
+    assert bits(a) == (bits(np.ones_like(a)) if shares else before)
+
+
+def test_producers_older_than_dlpack_1_are_copied() -> None:
+    a = np.arange(3.0)
+    t = to_tensor(OldExporter(a))
+    assert t.tolist() == [0.0, 1.0, 2.0] and not shares_memory(t, a)
+    with pytest.raises(ValueError, match="DLPack 1.0"):
+        to_tensor(OldExporter(a), copy=False)
+    with pytest.raises(ValueError, match="negative strides"):  # torch would abort the process here
+        to_tensor(OldExporter(a[::-1]))
+
+
+def test_misaligned_dlpack_memory_is_copied_by_its_producer() -> None:
+    a = _misaligned(np.array([1 + 2j, 3 - 4j]))  # torch segfaults copying this memory after importing it
+    assert to_tensor(Exporter(a)).tolist() == [1 + 2j, 3 - 4j]
+    with pytest.raises(ValueError, match="not aligned"):
+        to_tensor(Exporter(a), copy=False)
+    with pytest.raises(ValueError, match="not aligned"):
+        to_tensor(OldExporter(a))  # an old producer cannot be asked for a copy
+
+
+def test_array_api_strict_arrays_share_on_each_of_its_devices() -> None:
+    xp = pytest.importorskip("array_api_strict")
+    for device in xp.__array_namespace_info__().devices():
+        x = xp.asarray([1.0, 2.0, 3.0], device=device)
+        t = to_tensor(x, copy=False)
+        t.fill_(7)
+        assert bool(xp.all(x == 7))
+        flipped = to_tensor(xp.flip(x))  # negative strides: the producer copies
+        assert flipped.tolist() == [7.0, 7.0, 7.0] and not shares_memory(flipped, t)
+        assert to_tensor(x, dtype=torch.float32).dtype == torch.float32
 
 
 # --- other devices ---------------------------------------------------------------------------
