@@ -56,6 +56,7 @@ def test_bench_quick_runs() -> None:
     assert (
         "TorchClassifier / MLPClassifier" in done.stdout and "peak memory added by torch fit" in done.stdout
     )
+    assert "tf-idf" in done.stdout and "torch sparse predict" in done.stdout
 
 
 def test_polynomial_grid_searches_the_degree() -> None:
