@@ -14,6 +14,8 @@ Nothing global is changed: thread counts and the default dtype stay as the calle
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import platform
 import resource
@@ -294,8 +296,11 @@ def sparse_memory_probe(which: str, cols: int, test_rows: int) -> None:
         model.fit(X[:2000], y[:2000])
     X_test = X[2000:]
     model.predict_proba(X_test[:500])  # warm-up: first-call costs are not the subject
-    # Writing 5 to clear_refs resets the peak (VmHWM) to the current size, so fit's peak cannot hide
-    # predict's: ru_maxrss never goes down.
+    # Hand freed heap memory back (glibc), so buffers that fit or the warm-up left in malloc's pools
+    # cannot hide what predict allocates; then writing 5 to clear_refs resets the peak (VmHWM) to the
+    # current size (ru_maxrss never goes down).
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")
     baseline = resident_bytes("VmRSS")
