@@ -56,3 +56,43 @@ def test_bench_quick_runs() -> None:
     assert (
         "TorchClassifier / MLPClassifier" in done.stdout and "peak memory added by torch fit" in done.stdout
     )
+    assert "tf-idf" in done.stdout and "torch sparse predict" in done.stdout
+
+
+def test_polynomial_grid_searches_the_degree() -> None:
+    best = demo.polynomial_grid(max_iter=3)
+    assert set(best) == {"network", "logistic regression"}
+    assert all(params["poly__degree"] in (1, 2) for params in best.values())
+
+
+def test_pca_runs_on_numpy_and_on_tensors() -> None:
+    numpy_accuracy, tensor_accuracy = demo.pca_numpy_and_tensors(max_iter=3)
+    assert 0.0 <= numpy_accuracy <= 1.0 and 0.0 <= tensor_accuracy <= 1.0
+
+
+def test_docstring_corpus_is_labelled_text() -> None:
+    found = demo.docstrings("sklearn", limit=5)
+    assert len(found) == 5 and len(set(found)) == 5 and all(len(text) >= 200 for text in found)
+
+
+def test_text_classification_and_trees(capsys: pytest.CaptureFixture[str]) -> None:
+    accuracy = demo.text_classification(max_iter=2, per_package=30)
+    assert set(accuracy) == {"TorchClassifier", "MLPClassifier", "LogisticRegression"}
+    demo.trees_on_a_table(max_iter=2)
+    assert "HistGradientBoostingClassifier" in capsys.readouterr().out
+
+
+def test_loss_curves_figure_is_saved(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "curves.png"
+    assert demo.loss_curves_figure(path, max_iter=3) == path
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_loss_curves_without_matplotlib_say_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # None in sys.modules: import fails
+    assert demo.loss_curves_figure(tmp_path / "curves.png", max_iter=3) is None
+    assert "pip install -e '.[plots]'" in capsys.readouterr().out
+    assert not (tmp_path / "curves.png").exists()
