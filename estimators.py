@@ -1,6 +1,7 @@
 """scikit-learn estimators around any ``torch.nn.Module``: TorchClassifier and TorchRegressor.
 
-Copy this file together with bridge.py; it needs torch, numpy and scikit-learn.
+Copy this file together with bridge.py into one directory, at your project's top level or inside a
+package of yours; both work unchanged, typed. It needs torch, numpy and scikit-learn.
 
 They take MLPClassifier's and MLPRegressor's parameters under the same names, so an MLP parameter grid
 works unchanged, and add two: ``module``, a callable ``(n_features_in, n_outputs) -> nn.Module`` that
@@ -8,6 +9,10 @@ builds the network (the estimator owns the loss and the output activation), and 
 Every numpy/torch crossing goes through bridge.py; fit never touches the caller's data, torch's or
 NumPy's global random state, thread count or default dtype; predict is pure and thread-safe.
 """
+# Settings a copy needs, since it cannot lean on this repository's pyproject.toml: scikit-learn ships no
+# types (its imports are untyped), and the estimators subclass its mixins and use its available_if.
+# mypy: disable-error-code="import-untyped"
+# mypy: disallow-subclassing-any=False, disallow-untyped-decorators=False
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any, NamedTuple, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar, cast
 
 import numpy as np
 import scipy.optimize
@@ -37,7 +42,21 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from torch import nn
 
-from bridge import Device, NDArray, numpy_dtype, to_numpy, to_tensor, torch_dtype
+# bridge.py sits beside this file: both at a project's top level, or both inside a package of yours.
+if TYPE_CHECKING:
+    # mypy reads only this branch. A star import it cannot resolve binds nothing, so whichever of the
+    # two exists gives the real types, wherever the files sit.
+    import numpy.typing as npt
+
+    from bridge import *  # type: ignore[import-not-found, unused-ignore]  # noqa: F403
+
+    from .bridge import *  # type: ignore[import-not-found, unused-ignore]  # noqa: F403
+
+    NDArray: TypeAlias = npt.NDArray[Any]  # bridge's alias, which its __all__ leaves out
+elif __package__:  # inside a package: bridge is this module's sibling
+    from .bridge import Device, NDArray, numpy_dtype, to_numpy, to_tensor, torch_dtype
+else:  # at the top level (a copy, this checkout, or pip's install): bridge is top-level too
+    from bridge import Device, NDArray, numpy_dtype, to_numpy, to_tensor, torch_dtype
 
 __all__ = ["TorchClassifier", "TorchRegressor"]
 
