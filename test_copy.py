@@ -32,7 +32,7 @@ from {prefix}bridge import to_numpy, to_tensor
 from {prefix}estimators import TorchClassifier, TorchRegressor
 
 warnings.simplefilter("error")
-warnings.filterwarnings("ignore", "training stopped at max_iter")  # a few epochs on purpose
+warnings.filterwarnings("ignore", "training stopped before it converged")  # a few epochs on purpose
 
 X = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
 y = np.array(["a", "b"])[(X[:, 0] > 0).astype(int)]
