@@ -1,13 +1,16 @@
 """scikit-learn estimators around any ``torch.nn.Module``: TorchClassifier and TorchRegressor.
 
 Copy this file together with bridge.py into one directory, at your project's top level or inside a
-package of yours; both work unchanged, typed. It needs torch, numpy and scikit-learn.
+package of yours; both work unchanged, typed. It needs torch, numpy and scikit-learn (whose own
+dependency SciPy runs L-BFGS, as for MLP).
 
-They take MLPClassifier's and MLPRegressor's parameters under the same names, so an MLP parameter grid
-works unchanged, and add two: ``module``, a callable ``(n_features_in, n_outputs) -> nn.Module`` that
-builds the network (the estimator owns the loss and the output activation), and ``device``.
-Every numpy/torch crossing goes through bridge.py; fit never touches the caller's data, torch's or
-NumPy's global random state, thread count or default dtype; predict is pure and thread-safe.
+They take MLPClassifier's and MLPRegressor's parameters under the same names and meanings, so an MLP
+parameter grid works unchanged, and the same random_state draws MLP's initial weights. They add
+``module``, a callable ``(n_features_in, n_outputs) -> nn.Module`` that builds the network (the
+estimator owns the loss and the output activation), ``device``, ``scoring`` for early stopping, and the
+classifier's ``class_weight``. Every numpy/torch crossing goes through bridge.py; fit never touches the
+caller's data, torch's or NumPy's global random state, thread count or default dtype, and a failed fit
+changes nothing; predict is pure and thread-safe.
 """
 # Settings a copy needs, since it cannot lean on this repository's pyproject.toml: scikit-learn ships no
 # types (its imports are untyped), and the estimators subclass its mixins and use its available_if.
