@@ -73,7 +73,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
 }
 _CHUNK = 16384  # rows per inference step: bounds predict's memory whatever n_samples is
-_SPARSE_CHUNK = 1024  # for sparse X; measured in bench.py: TF-IDF predict memory 6x -> 0.4x of the CSR
+_SPARSE_CHUNK = 256  # for sparse X, whose rows' activations outweigh them: see _chunk_rows
 
 
 # MLP's numeric parameters: name -> (type, test, what is allowed).
@@ -100,10 +100,37 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _GLOBAL_RNG_LOCK = threading.RLock()  # see _private_global_rng; reentrant for fits inside a module factory
 
 
+class _CSRRows(NamedTuple):
+    """Rows of a CSR matrix as tensors: SciPy's own arrays, shared where their dtypes allow."""
+
+    indptr: torch.Tensor  # (n_rows + 1,)
+    indices: torch.Tensor  # (nnz,), the column of each value
+    values: torch.Tensor  # (nnz,)
+    shape: tuple[int, int]
+
+
 class _MLP(nn.Sequential):
     """The built-in network: nn.Linear layers with MLP's activation between them."""
 
-    accepts_sparse = True  # its first nn.Linear multiplies a sparse COO batch as it is (see _batch)
+    accepts_sparse = True  # batches of a sparse X arrive as _CSRRows (see _batch)
+
+    def forward(self, x: torch.Tensor | _CSRRows) -> torch.Tensor:
+        first, *rest = self
+        h: torch.Tensor = _sparse_linear(cast(nn.Linear, first), x) if isinstance(x, _CSRRows) else first(x)
+        for layer in rest:
+            h = layer(h)
+        return h
+
+
+def _sparse_linear(layer: nn.Linear, x: _CSRRows) -> torch.Tensor:
+    """``layer`` applied to sparse rows: for each row, the weight rows of its columns scaled by its
+    values and summed, which is x @ W + b without densifying x or copying its indices (W =
+    ``layer.weight.t()`` is the (fan_in, fan_out) matrix MLP keeps, stored in that order)."""
+    W = layer.weight.t()
+    out = F.embedding_bag(
+        x.indices, W, x.indptr, mode="sum", per_sample_weights=x.values, include_last_offset=True
+    )
+    return out + layer.bias
 
 
 class _Rows(NamedTuple):
@@ -1274,12 +1301,12 @@ def _host(x: Any) -> Any:
 
 def _batch(
     module: nn.Module, X: Any, rows: Any, device: torch.device, dtype: torch.dtype | None = None
-) -> torch.Tensor:
-    """Rows of ``X`` as a tensor on ``device`` (cast to ``dtype``) for ``module``.
+) -> torch.Tensor | _CSRRows:
+    """Rows of ``X`` on ``device`` (cast to ``dtype``) as ``module`` takes them.
 
-    Rows of a sparse matrix stay sparse (a COO tensor) for a module that says it takes them, as the
-    built-in MLP does (``accepts_sparse = True``): its first layer multiplies them as they are. Any
-    other module gets them densified, and only them.
+    Rows of a sparse matrix stay sparse: as _CSRRows for the built-in MLP, whose first layer multiplies
+    them as they are, and as a COO tensor for a module that says it takes one (``accepts_sparse =
+    True``). Any other module gets them densified, and only them.
     """
     if isinstance(X, torch.Tensor):
         part = _take(X, rows)
@@ -1289,6 +1316,15 @@ def _batch(
     part = X[rows]
     if not hasattr(part, "tocoo"):
         return to_tensor(part, dtype=dtype, device=device)
+    if isinstance(module, _MLP):
+        wide = torch.int64 in (torch_dtype(part.indptr.dtype), torch_dtype(part.indices.dtype))
+        index = torch.int64 if wide else torch.int32  # embedding_bag wants one index dtype for both
+        return _CSRRows(
+            to_tensor(part.indptr, dtype=index, device=device),
+            to_tensor(part.indices, dtype=index, device=device),
+            to_tensor(part.data, dtype=dtype, device=device),
+            part.shape,
+        )
     if not getattr(module, "accepts_sparse", False):
         return to_tensor(part.toarray(), dtype=dtype, device=device)
     coo = part.tocoo()  # rows of a canonical CSR matrix: sorted, no duplicates, hence coalesced

@@ -218,8 +218,9 @@ def test_sparse_and_dense_inputs_give_the_same_model(name: str, seed: int, solve
     params = {**TINY, "solver": solver}
     dense = ESTIMATORS[name](**params).fit(X, y)
     sparse = ESTIMATORS[name](**params).fit(scipy.sparse.csr_matrix(X), y)
-    assert_allclose(outputs(sparse, X), outputs(dense, X), rtol=1e-12)
-    assert_allclose(outputs(sparse, scipy.sparse.csr_matrix(X)), outputs(dense, X), rtol=1e-12)
+    # The same model to float64 rounding: the sparse first layer sums the same products in another order.
+    assert_allclose(outputs(sparse, X), outputs(dense, X), rtol=1e-10, atol=1e-12)
+    assert_allclose(outputs(sparse, scipy.sparse.csr_matrix(X)), outputs(dense, X), rtol=1e-10, atol=1e-12)
 
 
 @quiet
