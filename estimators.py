@@ -89,7 +89,11 @@ _NUMBERS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "beta_1": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
     "beta_2": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
     "epsilon": (Real, lambda v: v > 0, "> 0"),
-    "n_iter_no_change": (Real, lambda v: v == np.inf or isinstance(v, Integral) and int(v) > 0, "an int > 0 or np.inf"),
+    "n_iter_no_change": (
+        Real,
+        lambda v: v == np.inf or isinstance(v, Integral) and int(v) > 0,
+        "an int > 0 or np.inf",
+    ),
 }
 _FLAGS = ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping")
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -106,7 +110,6 @@ class _CSRRows(NamedTuple):
     indptr: torch.Tensor  # (n_rows + 1,)
     indices: torch.Tensor  # (nnz,), the column of each value
     values: torch.Tensor  # (nnz,)
-    shape: tuple[int, int]
 
 
 class _MLP(nn.Sequential):
@@ -395,7 +398,9 @@ class _TorchEstimator(BaseEstimator):
         _check_random_state(self.random_state)
         if self.scoring is not None and self.scoring != "loss":
             if not (isinstance(self.scoring, str) or callable(self.scoring)):
-                raise TypeError(f"scoring must be None, 'loss', a scorer name or a callable, got {self.scoring!r}")
+                raise TypeError(
+                    f"scoring must be None, 'loss', a scorer name or a callable, got {self.scoring!r}"
+                )
             check_scoring(self, scoring=self.scoring)  # an unknown name is a ValueError naming it
         if incremental and self.early_stopping:
             raise ValueError(
@@ -414,7 +419,9 @@ class _TorchEstimator(BaseEstimator):
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, bool) or not isinstance(sizes, (Integral, Sequence, np.ndarray)):
             raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}")
-        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in self._hidden_sizes()):
+        if not all(
+            isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in self._hidden_sizes()
+        ):
             raise ValueError(f"hidden_layer_sizes must be positive ints, got {sizes!r}")
         if not (self.batch_size == "auto" or isinstance(self.batch_size, Integral) and self.batch_size > 0):
             raise ValueError(f"batch_size must be 'auto' or an int > 0, got {self.batch_size!r}")
@@ -459,7 +466,9 @@ class _TorchEstimator(BaseEstimator):
         return _canonical(X_), y_, device
 
     def _resolve_device(self, X: Any) -> torch.device:
-        self._fit_library = _library(X)  # where X lives; predict under dispatch insists on it (_check_library)
+        self._fit_library = _library(
+            X
+        )  # where X lives; predict under dispatch insists on it (_check_library)
         if self.device is None:
             device = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
         elif not isinstance(self.device, (str, int, torch.device)) or isinstance(self.device, bool):
@@ -468,7 +477,9 @@ class _TorchEstimator(BaseEstimator):
             try:
                 device = torch.device(self.device)
             except RuntimeError as err:
-                raise ValueError(f"device={self.device!r} is no device torch knows, e.g. 'cpu' or 'cuda:0'") from err
+                raise ValueError(
+                    f"device={self.device!r} is no device torch knows, e.g. 'cpu' or 'cuda:0'"
+                ) from err
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={self.device!r} asks for CUDA, which is not available here; use 'cpu'")
         return torch.device("cpu") if device.type == "cpu" else device  # "cpu:0" is the same memory
@@ -782,7 +793,8 @@ class _TorchEstimator(BaseEstimator):
             return False
         if self.verbose:
             watched = "validation score" if self.early_stopping else "training loss"
-            print(f"Stopping: the {watched} did not improve by tol={self.tol} for {self.n_iter_no_change} epochs")
+            epochs = self.n_iter_no_change
+            print(f"Stopping: the {watched} did not improve by tol={self.tol} for {epochs} epochs")
         return True
 
     def _train_lbfgs(self, module: nn.Module, data: _Rows) -> dict[str, Any]:
@@ -994,7 +1006,9 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         multilabel = y.ndim == 2
         if keep and multilabel != (self.out_activation_ == "logistic" and self.n_outputs_ > 1):
             fitted, now = ("multilabel", "single-label") if not multilabel else ("single-label", "multilabel")
-            raise ValueError(f"the model was fitted on {fitted} y, now y is {now}; set warm_start=False to refit")
+            raise ValueError(
+                f"the model was fitted on {fitted} y, now y is {now}; set warm_start=False to refit"
+            )
         found = np.arange(y.shape[1]) if multilabel else np.unique(y)
         given = None if classes is None else np.unique(_host(classes))
         if keep and given is not None and not np.array_equal(given, self.classes_):
@@ -1045,7 +1059,9 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         if isinstance(cw, dict):
             unknown = [k for k in cw if k not in set(self.classes_.tolist())]
             if unknown:
-                raise ValueError(f"class_weight names labels {unknown} that are not among the classes {self.classes_}")
+                raise ValueError(
+                    f"class_weight names labels {unknown} that are not among the classes {self.classes_}"
+                )
             factors = np.array([cw.get(c, 1.0) for c in self.classes_.tolist()])
         else:  # 'balanced': n_samples / (n_classes * count), as compute_class_weight defines it
             factors = compute_class_weight("balanced", classes=self.classes_, y=y)
@@ -1323,7 +1339,6 @@ def _batch(
             to_tensor(part.indptr, dtype=index, device=device),
             to_tensor(part.indices, dtype=index, device=device),
             to_tensor(part.data, dtype=dtype, device=device),
-            part.shape,
         )
     if not getattr(module, "accepts_sparse", False):
         return to_tensor(part.toarray(), dtype=dtype, device=device)

@@ -29,6 +29,7 @@ Each promise of the README's "The estimators" section, and the test that fails i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import io
@@ -491,7 +492,9 @@ def test_grid_search_in_two_processes_equals_one() -> None:
     X, y = blobs()
     grid = {"hidden_layer_sizes": [(8,), (16,)], "alpha": [1e-4, 1e-2]}
     searches = [
-        GridSearchCV(TorchClassifier(max_iter=20, learning_rate_init=0.01, random_state=0), grid, cv=2, n_jobs=n)
+        GridSearchCV(
+            TorchClassifier(max_iter=20, learning_rate_init=0.01, random_state=0), grid, cv=2, n_jobs=n
+        )
         for n in (1, 2)
     ]
     with warnings.catch_warnings():  # workers' ConvergenceWarnings travel back; short max_iter on purpose
@@ -562,7 +565,10 @@ def test_coefs_and_intercepts_are_read_only_views_of_the_module() -> None:
     X, y = blobs()
     clf = TorchClassifier(**TINY).fit(X, y)
     layers = [m for m in clf.module_.modules() if isinstance(m, nn.Linear)]
-    assert [c.shape for c in clf.coefs_] == [(4, 8), (8, 3)] and [b.shape for b in clf.intercepts_] == [(8,), (3,)]
+    assert [c.shape for c in clf.coefs_] == [(4, 8), (8, 3)] and [b.shape for b in clf.intercepts_] == [
+        (8,),
+        (3,),
+    ]
     for coef, bias, layer in zip(clf.coefs_, clf.intercepts_, layers, strict=True):
         assert not coef.flags.writeable and not bias.flags.writeable
         assert shares_memory(coef, layer.weight) and shares_memory(bias, layer.bias)
@@ -578,7 +584,12 @@ def test_learning_rate_schedules() -> None:
     lr = {}
     for schedule in ("constant", "invscaling"):
         clf = TorchClassifier(
-            solver="sgd", learning_rate=schedule, power_t=0.25, max_iter=1, warm_start=True, hidden_layer_sizes=4
+            solver="sgd",
+            learning_rate=schedule,
+            power_t=0.25,
+            max_iter=1,
+            warm_start=True,
+            hidden_layer_sizes=4,
         )
         clf.fit(X, y).fit(X, y)  # a warm start begins with a new optimizer at learning_rate_init
         assert clf._optimizer is not None
@@ -600,7 +611,7 @@ def test_training_stops_when_mlp_stops() -> None:
         mlp.fit(X, y)
         assert mlp.n_iter_ < 500
         progress = _Progress(early_stopping=False)
-        for epoch, loss in enumerate(mlp.loss_curve_, start=1):
+        for epoch, loss in enumerate(mlp.loss_curve_, start=1):  # noqa: B007  # epoch is read after the loop
             progress.add_loss(loss, 0.01)
             if progress.stalled > patience:
                 break
@@ -749,10 +760,8 @@ class Gathering(nn.Module):
 
     def __init__(self, n_features: int, n_outputs: int) -> None:
         super().__init__()
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):  # fits run one at a time: nobody will come
             Gathering.gate.wait(timeout=1.0)
-        except threading.BrokenBarrierError:  # fits run one at a time: nobody else will come
-            pass
         self.inner = Residual(n_features, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -850,8 +859,6 @@ def test_a_module_output_of_the_wrong_shape_is_named() -> None:
         TorchRegressor(module=Flat, **TINY).fit(*regression())
 
 
-
-
 @quiet
 def test_a_random_state_instance_advances_only_when_fit_succeeds() -> None:
     X, y = blobs()
@@ -897,7 +904,11 @@ def test_sparse_input_is_never_densified_for_the_built_in_mlp() -> None:
     rng = np.random.default_rng(0)
     n, d, per_row = 200_000, 20_000, 10
     X = scipy.sparse.csr_matrix(
-        (rng.normal(size=n * per_row), rng.integers(0, d, n * per_row), np.arange(0, n * per_row + 1, per_row)),
+        (
+            rng.normal(size=n * per_row),
+            rng.integers(0, d, n * per_row),
+            np.arange(0, n * per_row + 1, per_row),
+        ),
         shape=(n, d),
     )
     X.sum_duplicates()
@@ -937,7 +948,6 @@ def test_custom_modules_get_dense_batches_unless_they_opt_in(module: Any, layout
     assert_allclose(clf.predict_proba(X), clf.predict_proba(scipy.sparse.csr_matrix(X)), rtol=1e-12)
 
 
-
 # --- beyond MLP: class_weight, scoring, metadata routing --------------------------------------------
 
 
@@ -955,8 +965,12 @@ def test_class_weight_is_the_equivalent_sample_weight() -> None:
     by_hand = TorchClassifier(**TINY).fit(X[:50], y[:50], sample_weight=counts)
     assert_array_equal(balanced.predict_proba(X), by_hand.predict_proba(X))
     partial = TorchClassifier(class_weight=factors, **TINY).partial_fit(X, y, classes=[0, 1, 2])
-    assert_array_equal(partial.predict_proba(X), TorchClassifier(**TINY).partial_fit(
-        X, y, sample_weight=per_class, classes=[0, 1, 2]).predict_proba(X))
+    assert_array_equal(
+        partial.predict_proba(X),
+        TorchClassifier(**TINY)
+        .partial_fit(X, y, sample_weight=per_class, classes=[0, 1, 2])
+        .predict_proba(X),
+    )
 
 
 @pytest.mark.parametrize(
@@ -1026,13 +1040,20 @@ def test_early_stopping_on_balanced_accuracy_keeps_a_better_balanced_model() -> 
         for name in ("accuracy", "balanced_accuracy"):
             seen: list[tuple[Any, NDArray]] = []
 
-            def watch(est: Any, X_val: Any, y_val: NDArray, name: str = name, seen: list[Any] = seen) -> float:
+            def watch(
+                est: Any, X_val: Any, y_val: NDArray, name: str = name, seen: list[Any] = seen
+            ) -> float:
                 seen.append((X_val, y_val))
                 return float(get_scorer(name)(est, X_val, y_val))
 
             clf = TorchClassifier(
-                early_stopping=True, scoring=watch, n_iter_no_change=np.inf, max_iter=30,
-                validation_fraction=0.3, hidden_layer_sizes=(16,), random_state=seed,
+                early_stopping=True,
+                scoring=watch,
+                n_iter_no_change=np.inf,
+                max_iter=30,
+                validation_fraction=0.3,
+                hidden_layer_sizes=(16,),
+                random_state=seed,
             ).fit(X, y)
             X_val, y_val = seen[-1]
             kept[name] = balanced_accuracy_score(y_val, clf.predict(X_val))
@@ -1046,13 +1067,20 @@ def test_sample_weight_is_routed_through_meta_estimators() -> None:
     w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
     direct = TorchClassifier(**TINY).fit(StandardScaler().fit_transform(X), y, sample_weight=w)
     with sklearn.config_context(enable_metadata_routing=True):
-        clf = TorchClassifier(**TINY).set_fit_request(sample_weight=True).set_score_request(sample_weight=False)
+        clf = (
+            TorchClassifier(**TINY).set_fit_request(sample_weight=True).set_score_request(sample_weight=False)
+        )
         pipe = make_pipeline(StandardScaler().set_fit_request(sample_weight=False), clf)
         routed = pipe.fit(X, y, sample_weight=w)
         search = GridSearchCV(clf, {"alpha": [1e-4]}, cv=3).fit(X, y, sample_weight=w)
-        folds = cross_validate(clf, X, y, cv=3, params={"sample_weight": w}, return_estimator=True, return_indices=True)
+        folds = cross_validate(
+            clf, X, y, cv=3, params={"sample_weight": w}, return_estimator=True, return_indices=True
+        )
     assert_array_equal(routed.predict_proba(X), direct.predict_proba(StandardScaler().fit_transform(X)))
-    assert_array_equal(search.best_estimator_.predict_proba(X), TorchClassifier(**TINY).fit(X, y, sample_weight=w).predict_proba(X))
+    assert_array_equal(
+        search.best_estimator_.predict_proba(X),
+        TorchClassifier(**TINY).fit(X, y, sample_weight=w).predict_proba(X),
+    )
     for est, train in zip(folds["estimator"], folds["indices"]["train"], strict=True):
         alone = TorchClassifier(**TINY).fit(X[train], y[train], sample_weight=w[train])
         assert_array_equal(est.predict_proba(X), alone.predict_proba(X))

@@ -68,7 +68,11 @@ def _load_mlp_tests() -> types.ModuleType:
 
 _MLP_TESTS = _load_mlp_tests()
 globals().update(
-    {name: test for name, test in vars(_MLP_TESTS).items() if name.startswith("test_") and name not in EXCLUDED}
+    {
+        name: test
+        for name, test in vars(_MLP_TESTS).items()
+        if name.startswith("test_") and name not in EXCLUDED
+    }
 )
 
 
