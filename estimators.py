@@ -1428,7 +1428,7 @@ def _private_global_rng(enabled: bool, cuda: list[torch.device]) -> Iterator[Non
     A custom module's constructor and layers (dropout) draw from torch's process-wide generator. The
     fork hands them a stream seeded from random_state and restores the caller's state on exit; the lock
     keeps fits in parallel threads from drawing from each other's streams. The built-in MLP draws from
-    its local generator only and needs neither.
+    its own RandomState only and needs neither.
     """
     if not enabled:
         yield
