@@ -333,13 +333,20 @@ def _tensor_to_tensor(
         _check_cast(t, dtype)
     if copy is False and problem is not None:
         raise ValueError(f"to_tensor(copy=False) cannot share this memory: {problem}; pass copy=None")
+    # A cast, or a move to another kind of device, is refused before it allocates anything.
+    if copy is False and ((dtype or t.dtype) != t.dtype or (device or t.device).type != t.device.type):
+        raise _cannot_move(t, dtype, device)
     moved = t.to(device=device, dtype=dtype, copy=copy is True or problem is not None)
-    if copy is False and moved is not t:
-        raise ValueError(
-            f"to_tensor(copy=False) cannot move or cast a {t.dtype} tensor on {t.device} "
-            f"to {dtype or t.dtype} on {device or t.device} without a copy; pass copy=None"
-        )
+    if copy is False and moved is not t:  # a move between devices of one kind, such as cuda:0 -> cuda:1
+        raise _cannot_move(t, dtype, device)
     return moved
+
+
+def _cannot_move(t: torch.Tensor, dtype: torch.dtype | None, device: torch.device | None) -> ValueError:
+    return ValueError(
+        f"to_tensor(copy=False) cannot move or cast a {t.dtype} tensor on {t.device} "
+        f"to {dtype or t.dtype} on {device or t.device} without a copy; pass copy=None"
+    )
 
 
 def _from_dlpack(x: Any, copy: bool | None) -> tuple[torch.Tensor, str | None]:

@@ -565,6 +565,12 @@ def test_a_tensor_is_returned_as_is_unless_asked_otherwise() -> None:
         to_tensor(t, dtype=torch.float64, copy=False)
 
 
+def test_copy_false_refuses_a_cast_before_allocating_it() -> None:
+    huge = torch.zeros(1).expand(2**40)  # one float, seen 2**40 times: a cast would need 8 TiB
+    with pytest.raises(ValueError, match="copy=False"):
+        to_tensor(huge, dtype=torch.float64, copy=False)
+
+
 # --- to_numpy: what it accepts and refuses -----------------------------------------------------
 
 
@@ -929,6 +935,8 @@ def test_to_tensor_moves_to_cuda_by_copying() -> None:
     assert to_tensor(a[:, ::-1], device="cuda", dtype=torch.float32).tolist() == a[:, ::-1].tolist()
     with pytest.raises(ValueError, match="cuda"):
         to_tensor(a, device="cuda", copy=False)
+    with pytest.raises(ValueError, match="copy=False"):  # refused before allocating 4 TiB on the GPU
+        to_tensor(torch.zeros(1).expand(2**40), device="cuda", copy=False)
     assert shares_memory(t, t[1:]) and not shares_memory(t, a)
 
 
@@ -937,3 +945,45 @@ def test_to_tensor_of_a_cuda_tensor_moves_only_when_asked() -> None:
     t = torch.ones(2, device="cuda")
     assert to_tensor(t) is t
     assert to_tensor(t, device="cpu").is_cpu
+
+
+@cuda
+@LAWS
+@given(arrays())
+def test_cuda_roundtrip_is_bit_exact_and_never_shares(a: NDArray) -> None:
+    before = bits(a)
+    t = to_tensor(a, device="cuda")
+    assert t.is_cuda and not shares_memory(t, a)
+    back = to_numpy(t)
+    assert back.dtype == a.dtype.newbyteorder("=") and bits(back) == before == bits(a)
+    assert back.flags.writeable and not shares_memory(back, t)
+
+
+@cuda
+@LAWS
+@given(tensors())
+def test_a_tensor_moved_to_cuda_and_back_keeps_its_bits(t: torch.Tensor) -> None:
+    on_cuda = to_tensor(t, device="cuda")
+    assert on_cuda.is_cuda and on_cuda.requires_grad == t.requires_grad  # rule 1: as Tensor.to does
+    assert tensor_bits(to_tensor(on_cuda, device="cpu")) == tensor_bits(t)
+    with pytest.raises(ValueError, match="cuda"):
+        to_tensor(t, device="cuda", copy=False)
+
+
+@cuda
+def test_cuda_dlpack_producers_share_or_copy_by_rule_10() -> None:
+    t = torch.arange(6.0, device="cuda")
+
+    class Producer:  # any __dlpack__ object: what CuPy or JAX arrays offer
+        def __dlpack__(self, **kwargs: Any) -> Any:
+            return t.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self) -> Any:
+            return t.__dlpack_device__()
+
+    shared = to_tensor(Producer(), copy=False)
+    assert shared.is_cuda and shares_memory(shared, t)
+    shared[0] = 42.0
+    assert float(t[0]) == 42.0
+    moved = to_tensor(Producer(), device="cpu")
+    assert moved.is_cpu and moved.tolist() == t.tolist()
