@@ -38,7 +38,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_clas
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, check_scoring, r2_score
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -74,6 +73,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 _CHUNK = 16384  # rows per inference step: bounds predict's memory whatever n_samples is
 _SPARSE_CHUNK = 256  # for sparse X, whose rows' activations outweigh them: see _chunk_rows
+_SPARSE_PREDICT_CHUNK = 128  # smaller in inference, where the chunk's activations set the peak memory
 
 
 # MLP's numeric parameters: name -> (type, test, what is allowed).
@@ -133,7 +133,7 @@ def _sparse_linear(layer: nn.Linear, x: _CSRRows) -> torch.Tensor:
     out = F.embedding_bag(
         x.indices, W, x.indptr, mode="sum", per_sample_weights=x.values, include_last_offset=True
     )
-    return out + layer.bias
+    return out.add_(layer.bias)  # in place: one activation-sized buffer less; backward never reads out
 
 
 class _Rows(NamedTuple):
@@ -594,18 +594,15 @@ class _TorchEstimator(BaseEstimator):
     def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer | None:
         if self.solver == "lbfgs":
             return None  # SciPy runs L-BFGS (see _train_lbfgs)
-        # Group 0 holds the weight matrices: the L2 penalty reaches them as weight decay (see _step).
-        matrices = [p for p in module.parameters() if p.ndim > 1]
-        others = [p for p in module.parameters() if p.ndim <= 1]
-        groups = [{"params": matrices}, {"params": others}]
-        fused = all(p.is_floating_point() for p in module.parameters())  # one kernel per step
+        params = list(module.parameters())  # one group: _step adds the L2 gradient itself
+        fused = all(p.is_floating_point() for p in params)  # one kernel per step
         if self.solver == "sgd":
             nesterov = self.nesterovs_momentum and self.momentum > 0
             lr, momentum = float(self.learning_rate_init), float(self.momentum)  # torch wants Python floats
-            return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, fused=fused)
+            return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, fused=fused)
         betas = (float(self.beta_1), float(self.beta_2))
         lr, eps = float(self.learning_rate_init), float(self.epsilon)
-        return torch.optim.Adam(groups, lr=lr, betas=betas, eps=eps, fused=fused)
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=fused)
 
     def _check_outputs(self, module: nn.Module, data: _Rows) -> None:
         """The module must map (batch, n_features_in) to (batch, n_outputs); checked on two rows in
@@ -700,16 +697,17 @@ class _TorchEstimator(BaseEstimator):
             else np.add.reduceat(data.w if order is None else data.w[order], starts).tolist()
         )
         index = None if order is None else to_tensor(order, device=data.Y.device)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
+        params = optimizer.param_groups[0]["params"]
+        matrices = [p for p in params if p.ndim > 1]  # what the L2 term reaches (not the biases)
         losses = []
         for start, weight in zip(starts, weights, strict=True):
             if weight == 0:  # every sample weighs nothing: there is nothing to learn from this batch
                 continue
             rows = slice(start, start + batch) if index is None else index[start : start + batch]
-            losses.append(self._step(module, optimizer, params, data, rows, weight))
+            losses.append(self._step(module, optimizer, params, matrices, data, rows, weight))
         # As MLP reports it: every batch adds the L2 term (here with the epoch's final weights).
         with torch.no_grad():
-            penalty = float(self._penalty(module)) * len(losses)
+            penalty = float(self._penalty(matrices)) * len(losses)
         return (float(torch.stack(losses).sum()) + penalty) / sum(weights)
 
     def _step(
@@ -717,17 +715,20 @@ class _TorchEstimator(BaseEstimator):
         module: nn.Module,
         optimizer: torch.optim.Optimizer,
         params: list[torch.Tensor],
+        matrices: list[torch.Tensor],
         data: _Rows,
         rows: slice | torch.Tensor,
         weight: float,
     ) -> torch.Tensor:
         """One optimizer step on ``rows``; returns their summed (weighted) data loss, detached."""
         data_loss = self._batch_loss(module, data, rows)
-        # The L2 term's gradient, alpha * W / weight, is the optimizer's weight decay on group 0.
-        optimizer.param_groups[0]["weight_decay"] = float(self.alpha) / weight
         for p in params:  # zero_grad(set_to_none=True), without its per-call profiling hooks
             p.grad = None
         torch.autograd.backward(data_loss / weight)
+        with torch.no_grad():  # the L2 term's gradient, alpha * W / weight, added without autograd
+            for W in matrices:
+                if W.grad is not None:
+                    W.grad.add_(W, alpha=self.alpha / weight)
         optimizer.step()
         return data_loss.detach()
 
@@ -736,10 +737,9 @@ class _TorchEstimator(BaseEstimator):
         w = None if data.w_t is None else _take(data.w_t, rows)
         return self._loss(module(_batch(module, data.X, rows, data.Y.device)), _take(data.Y, rows), w)
 
-    def _penalty(self, module: nn.Module) -> torch.Tensor:
-        """MLP's L2 term, 0.5 * alpha * ||W||^2 over weight matrices (not biases)."""
-        squares = (p.square().sum() for p in module.parameters() if p.ndim > 1)
-        return 0.5 * self.alpha * sum(squares, torch.tensor(0.0))
+    def _penalty(self, matrices: list[torch.Tensor]) -> torch.Tensor:
+        """MLP's L2 term, 0.5 * alpha * ||W||^2 summed over the weight ``matrices``."""
+        return 0.5 * self.alpha * sum((W.square().sum() for W in matrices), torch.tensor(0.0))
 
     def _validation_score(self, module: nn.Module, val: _Held, device: torch.device) -> float:
         module.eval()
@@ -845,7 +845,7 @@ class _TorchEstimator(BaseEstimator):
             data_loss = self._batch_loss(module, data, slice(start, start + step)) / total_weight
             torch.autograd.backward(data_loss)
             total += float(data_loss.detach())
-        penalty = self._penalty(module) / total_weight
+        penalty = self._penalty([p for p in module.parameters() if p.ndim > 1]) / total_weight
         if penalty.requires_grad:  # False only for a module without weight matrices
             torch.autograd.backward(penalty)
         return total + float(penalty.detach())
@@ -861,7 +861,7 @@ class _TorchEstimator(BaseEstimator):
         dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
         """``fn(module(rows))`` over ``X`` in chunks of rows cast to ``dtype``, under inference mode."""
-        n, step = X.shape[0], _chunk_rows(module, X)
+        n, step = X.shape[0], _chunk_rows(module, X, inference=True)
         with torch.inference_mode():
             out = fn(module(_batch(module, X, slice(0, step), device, dtype)))
             if n > step:
@@ -1089,6 +1089,11 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
             return torch.ones_like(p)
         return torch.cat([1 - p, p], 1)
 
+    def _most_probable(self, raw: torch.Tensor) -> torch.Tensor:
+        """The index in ``classes_`` of each row's most probable class. Softmax keeps the order of the
+        raw outputs, so their argmax is the answer, and no probabilities need computing."""
+        return (raw if self.out_activation_ == "softmax" else self._probabilities(raw)).argmax(1)
+
     def _score_module(
         self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
     ) -> float:
@@ -1111,7 +1116,9 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         return _to_caller(X, self._forward(X, lambda raw: self._probabilities(raw).log()))
 
     def predict(self, X: Any) -> Output:
-        """Labels from ``classes_`` (an indicator matrix for multilabel): the argmax of predict_proba.
+        """Labels from ``classes_`` (an indicator matrix for multilabel): the argmax of predict_proba,
+        taken over the raw outputs under softmax, so where rounding makes two probabilities equal the
+        larger raw output wins.
 
         Under array API dispatch a tensor ``X`` gets a tensor of labels, unless the labels are strings
         or other objects no tensor can hold: then, as without dispatch, a NumPy array.
@@ -1121,7 +1128,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         if self.out_activation_ == "logistic" and self.n_outputs_ > 1:
             indicator = self._forward(X, lambda raw: self._probabilities(raw) > 0.5)
             return _to_caller(X, indicator.to(torch_dtype(self.classes_.dtype)))
-        index = self._forward(X, lambda raw: self._probabilities(raw).argmax(1))
+        index = self._forward(X, self._most_probable)
         if _tensor_out(X) and self.classes_.dtype.kind in "biuf":
             return _to_caller(X, to_tensor(self.classes_, device=index.device)[index])
         labels: NDArray = self.classes_[to_numpy(index)]
@@ -1257,8 +1264,9 @@ def _random_state(random_state: int | np.random.RandomState | None) -> np.random
     draw from (and advance) NumPy's global RandomState."""
     if random_state is None:
         return np.random.RandomState(np.random.SeedSequence().generate_state(1))
-    rng: np.random.RandomState = copy.deepcopy(check_random_state(random_state))
-    return rng
+    if isinstance(random_state, np.random.RandomState):
+        return copy.deepcopy(random_state)
+    return np.random.RandomState(random_state)
 
 
 def _tensor_out(X: Any) -> bool:
@@ -1329,17 +1337,18 @@ def _batch(
         return part if dtype is None else part.to(dtype)
     if isinstance(rows, torch.Tensor):
         rows = to_numpy(rows.cpu())
+    if isinstance(module, _MLP) and getattr(X, "format", None) == "csr":
+        indptr, columns, data = _csr_parts(X, rows)
+        wide = torch.int64 in (torch_dtype(indptr.dtype), torch_dtype(columns.dtype))
+        index = torch.int64 if wide else torch.int32  # embedding_bag wants one index dtype for both
+        return _CSRRows(
+            to_tensor(indptr, dtype=index, device=device),
+            to_tensor(columns, dtype=index, device=device),
+            to_tensor(data, dtype=dtype, device=device),
+        )
     part = X[rows]
     if not hasattr(part, "tocoo"):
         return to_tensor(part, dtype=dtype, device=device)
-    if isinstance(module, _MLP):
-        wide = torch.int64 in (torch_dtype(part.indptr.dtype), torch_dtype(part.indices.dtype))
-        index = torch.int64 if wide else torch.int32  # embedding_bag wants one index dtype for both
-        return _CSRRows(
-            to_tensor(part.indptr, dtype=index, device=device),
-            to_tensor(part.indices, dtype=index, device=device),
-            to_tensor(part.data, dtype=dtype, device=device),
-        )
     if not getattr(module, "accepts_sparse", False):
         return to_tensor(part.toarray(), dtype=dtype, device=device)
     coo = part.tocoo()  # rows of a canonical CSR matrix: sorted, no duplicates, hence coalesced
@@ -1348,6 +1357,19 @@ def _batch(
     # Invariants hold by construction (validated CSR); saying so explicitly is how torch asks us to
     # opt out of its per-tensor checks instead of warning.
     return torch.sparse_coo_tensor(indices, values, coo.shape, check_invariants=False, is_coalesced=True)
+
+
+def _csr_parts(X: Any, rows: Any) -> tuple[NDArray, NDArray, NDArray]:
+    """indptr (from 0), indices and data of ``rows`` of the CSR matrix ``X``. A run of rows (every
+    inference chunk) is views on X's own arrays: scipy's X[rows] would copy them, a large part of
+    what each chunk adds to predict's peak memory."""
+    if not isinstance(rows, slice) or rows.step not in (None, 1):
+        part = X[rows]
+        return part.indptr, part.indices, part.data
+    start, stop, _ = rows.indices(X.shape[0])
+    indptr = X.indptr[start : stop + 1]
+    first, last = int(indptr[0]), int(indptr[-1])
+    return indptr - first, X.indices[first:last], X.data[first:last]
 
 
 def _take(t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
@@ -1364,13 +1386,15 @@ def _canonical(X: Any) -> Any:
     return X
 
 
-def _chunk_rows(module: nn.Module, X: Any) -> int:
-    """Rows per inference chunk: _CHUNK for dense X. A sparse X is small next to the activations of its
-    rows, so its chunks are _SPARSE_CHUNK rows, and fewer when densified, near 16 MiB a chunk."""
+def _chunk_rows(module: nn.Module, X: Any, *, inference: bool = False) -> int:
+    """Rows per chunk: _CHUNK for dense X. A sparse X is small next to the activations of its rows, so
+    its chunks are _SPARSE_PREDICT_CHUNK rows in inference and _SPARSE_CHUNK in L-BFGS's full-batch loss
+    (whose backward adds a dense weight gradient per chunk: fewer chunks, less time), and fewer when
+    densified, near 16 MiB a chunk."""
     if not hasattr(X, "tocsr"):
         return _CHUNK
     if getattr(module, "accepts_sparse", False):
-        return _SPARSE_CHUNK
+        return _SPARSE_PREDICT_CHUNK if inference else _SPARSE_CHUNK
     return max(1, min(_SPARSE_CHUNK, 2**22 // max(int(X.shape[1]), 1)))
 
 

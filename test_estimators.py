@@ -1102,6 +1102,59 @@ def test_cuda_training_and_a_device_free_pickle() -> None:
     assert next(on_gpu.module_.parameters()).is_cuda
 
 
+CUDA_CASES: list[tuple[Any, dict[str, Any], bool, bool]] = [  # estimator, params, sparse X, weighted
+    (TorchClassifier, {}, False, False),
+    (TorchClassifier, {"solver": "sgd", "learning_rate": "adaptive", "batch_size": 16}, False, True),
+    (TorchClassifier, {"solver": "lbfgs"}, True, True),
+    (TorchClassifier, {"early_stopping": True, "class_weight": "balanced", "scoring": "loss"}, True, False),
+    (TorchRegressor, {"early_stopping": True}, False, True),
+    (TorchRegressor, {"loss": "poisson", "solver": "sgd"}, True, False),
+]
+
+
+def fit_twice_on(device: str, estimator: Any, params: dict[str, Any], sparse: bool, weighted: bool) -> Any:
+    """A fit, then one partial_fit epoch where there is one (not for lbfgs nor early stopping), on
+    ``device``, of float64 data."""
+    X, y = blobs(n=80) if estimator is TorchClassifier else regression(n=80)
+    if params.get("loss") == "poisson":
+        y = np.exp(y / 4)
+    X_ = scipy.sparse.csr_matrix(np.where(np.abs(X) > 0.5, X, 0.0)) if sparse else X
+    w = np.linspace(0.5, 2.0, len(y)) if weighted else None
+    est = estimator(device=device, max_iter=8, hidden_layer_sizes=(8,), random_state=0, **params)
+    est.fit(X_, y, sample_weight=w)
+    if params.get("solver") != "lbfgs" and not params.get("early_stopping"):
+        est.partial_fit(X_, y, sample_weight=w)
+    return est, X_
+
+
+@cuda
+@quiet
+@pytest.mark.parametrize(("estimator", "params", "sparse", "weighted"), CUDA_CASES)
+def test_cuda_fits_the_model_the_cpu_fits(
+    estimator: Any, params: dict[str, Any], sparse: bool, weighted: bool
+) -> None:
+    """The same random_state gives the same float64 model on CUDA as on the CPU, to rounding: the same
+    draws, batches, steps and stopping, for every solver, sparse rows and early stopping alike."""
+    on_cpu, X = fit_twice_on("cpu", estimator, params, sparse, weighted)
+    on_cuda, _ = fit_twice_on("cuda", estimator, params, sparse, weighted)
+    assert next(on_cuda.module_.parameters()).is_cuda
+    assert on_cuda.n_iter_ == on_cpu.n_iter_
+    assert_allclose(on_cuda.loss_curve_, on_cpu.loss_curve_, rtol=1e-7)
+    assert_allclose(outputs(on_cuda, X), outputs(on_cpu, X), rtol=1e-7, atol=1e-10)
+
+
+@cuda
+@quiet
+def test_cuda_custom_module_draws_repeat_and_global_generators_stay() -> None:
+    X, y = blobs()
+    states = torch.get_rng_state(), torch.cuda.get_rng_state()
+    fits = [TorchClassifier(module=Residual, device="cuda", **TINY).fit(X, y) for _ in range(2)]
+    assert_array_equal(fits[0].predict_proba(X), fits[1].predict_proba(X))  # dropout's draws are seeded
+    assert torch.equal(torch.get_rng_state(), states[0]) and torch.equal(
+        torch.cuda.get_rng_state(), states[1]
+    )
+
+
 @quiet
 def test_float32_c_contiguous_X_is_never_copied_nor_kept() -> None:
     rng = np.random.default_rng(0)
