@@ -328,11 +328,10 @@ def _tensor_to_tensor(
     device: torch.device | None,
     copy: bool | None,
 ) -> torch.Tensor:
-    """``t`` cast, moved or copied as asked; ``problem`` says why its memory must not be shared."""
+    """``t`` cast, moved or copied as asked; ``problem`` says why its memory must not be shared (never
+    under copy=False, which _from_dlpack refuses first)."""
     if dtype is not None:
         _check_cast(t, dtype)
-    if copy is False and problem is not None:
-        raise ValueError(f"to_tensor(copy=False) cannot share this memory: {problem}; pass copy=None")
     # A cast, or a move to another kind of device, is refused before it allocates anything.
     if copy is False and ((dtype or t.dtype) != t.dtype or (device or t.device).type != t.device.type):
         raise _cannot_move(t, dtype, device)
@@ -351,7 +350,7 @@ def _cannot_move(t: torch.Tensor, dtype: torch.dtype | None, device: torch.devic
 
 def _from_dlpack(x: Any, copy: bool | None) -> tuple[torch.Tensor, str | None]:
     """A tensor over the memory ``x`` exports through DLPack, and why it must not be shared (or None)."""
-    problem: str | None = None
+    problem: str | None
     for ask in (None, True):  # share; else the producer copies into a layout torch can import
         try:
             capsule = _export(x, ask)
@@ -460,7 +459,7 @@ def _may_overlap(t: torch.Tensor) -> bool:
     span = 1  # elements reachable through the dimensions of smaller stride
     for stride, n in sorted((abs(s), n) for s, n in zip(t.stride(), t.shape, strict=True) if n > 1):
         if stride < span:
-            return t.numel() > 0
+            return True
         span += stride * (n - 1)
     return False
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 import pytest
 
@@ -46,12 +46,22 @@ def _release(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in match.group().split(".")) if match else ()
 
 
+def _installed(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None: then the tests that need it skip themselves
+    (``pytest.importorskip``), and without the test extra, collection must not fail on it."""
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip, with the reason, each test that ``NEEDS_NEWER`` names when the installed version is older."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         where = item.nodeid + str(callspec.params.get("block", "")) if callspec else item.nodeid
         for pattern, distribution, first, why in NEEDS_NEWER:
-            if re.search(pattern, where) and _release(version(distribution)) < _release(first):
-                reason = f"needs {distribution}>={first}, found {version(distribution)}: {why}"
+            found = _installed(distribution)
+            if found is not None and re.search(pattern, where) and _release(found) < _release(first):
+                reason = f"needs {distribution}>={first}, found {found}: {why}"
                 item.add_marker(pytest.mark.skip(reason=reason))

@@ -25,6 +25,7 @@ Each promise of the README's "The estimators" section, and the test that fails i
 | what MLP refuses, we refuse | test_bad_targets_and_calls_mlp_refuses_too, test_a_module_output_of_the_wrong_shape_is_named |
 | pickles, clones, searches | test_pickle_joblib_clone_and_deepcopy, test_lambda_modules_fit_but_do_not_pickle, test_grid_search_in_two_processes_equals_one |
 | tensors in, tensors out | test_a_tensor_pipeline_stays_in_torch_under_dispatch, test_string_labels_come_back_as_numpy_even_under_dispatch |
+| on CUDA, the CPU's model; draws repeat, generators kept (skip without a GPU) | test_cuda_fits_the_model_the_cpu_fits, test_cuda_custom_module_draws_repeat_and_global_generators_stay, test_cuda_training_and_a_device_free_pickle |
 """
 
 from __future__ import annotations
