@@ -45,6 +45,9 @@ from torch import nn
 from estimators import TorchClassifier
 
 HIDDEN, LR, SEED = 64, 1e-3, 0
+# Seconds of rest before each timed fit: after a matrix product, OpenBLAS's worker threads (MLP's) spin
+# for a while, and on a 2-core machine they take the cores torch's threads need for the next fit.
+PAUSE = 0.5
 
 
 class HandLoop:
@@ -154,9 +157,11 @@ def speed(
         model.fit(X_train[:256], y_train[:256])  # warm-up: imports and first-call costs are not the subject
     for _ in range(repeats):  # round robin, so that drift in a noisy machine's speed hits all alike
         for label, model in models.items():
+            time.sleep(PAUSE)
             fit_times[label].append(median_seconds(partial(model.fit, X_train, y_train), 1))
     results = {}
     for label, model in models.items():
+        time.sleep(PAUSE)
         fit = statistics.median(fit_times[label])
         accuracy = float((model.predict(X_test) == y_test).mean())
         one = median_seconds(partial(model.predict, X_test[:1]), 200) * 1e6
@@ -175,6 +180,7 @@ def speed(
             flush=True,
         )
     ours = models["TorchClassifier"]
+    time.sleep(PAUSE)
     bare = bare_forward_ms(ours.module_, big)
     print(
         f"    TorchClassifier predict 10k rows / bare forward pass ({bare:.1f} ms): "
@@ -198,24 +204,30 @@ def bare_forward_ms(module: nn.Module, X: np.ndarray[Any, Any]) -> float:
 def step_breakdown(
     model: TorchClassifier, X: np.ndarray[Any, Any], y: np.ndarray[Any, Any], batch_size: int, step_us: float
 ) -> None:
-    """Where a training step's time goes: the forward pass with its loss, backward and the optimizer's
-    step, each timed alone with bare torch calls on a copy of the fitted network; what is left of fit's
-    time per step is ours (batching, shuffling, the epoch's bookkeeping, per-fit set-up)."""
+    """Where a training step's time goes, measured in loops shaped like training: a part timed alone in
+    a tight loop runs faster than between the others, whose code and data it shares the caches with.
+    Bare torch loops over shuffled batches of a copy of the fitted network: the forward pass with its
+    loss; that and backward; those and the optimizer's step. Their differences give each part's time,
+    and what fit spends per step beyond the third loop is ours (batching, the epoch's bookkeeping)."""
     module = copy.deepcopy(model.module_).train()
-    X_b, y_b = torch.from_numpy(X[:batch_size]), torch.from_numpy(y[:batch_size])
     optimizer = torch.optim.Adam(module.parameters(), lr=LR, fused=True)
+    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+    order = torch.randperm(len(X_t), generator=torch.Generator().manual_seed(SEED))
+    batches = [order[start : start + batch_size] for start in range(0, len(X_t), batch_size)]
 
-    def forward() -> torch.Tensor:
-        return nn.functional.cross_entropy(module(X_b), y_b, reduction="sum") / len(X_b)
+    def loop(parts: int) -> None:
+        for rows in batches:
+            loss = nn.functional.cross_entropy(module(X_t[rows]), y_t[rows], reduction="sum") / len(rows)
+            if parts > 1:
+                module.zero_grad()
+                torch.autograd.backward(loss)
+            if parts > 2:
+                optimizer.step()
 
-    def forward_backward() -> None:
-        module.zero_grad()
-        torch.autograd.backward(forward())
-
-    times = {"forward": median_seconds(forward, 300) * 1e6}
-    times["backward"] = median_seconds(forward_backward, 300) * 1e6 - times["forward"]
-    times["optimizer"] = median_seconds(optimizer.step, 300) * 1e6
-    times["ours"] = step_us - sum(times.values())
+    passes = max(5, 500 // len(batches))  # medians over a few hundred steps at least
+    bare = [median_seconds(partial(loop, parts), passes) / len(batches) * 1e6 for parts in (1, 2, 3)]
+    times = {"forward": bare[0], "backward": bare[1] - bare[0], "optimizer": bare[2] - bare[1]}
+    times["ours"] = step_us - bare[2]
     cells = ", ".join(f"{part} {us:.0f} us" for part, us in times.items())
     print(f"    TorchClassifier step of {step_us:.0f} us: {cells}")
 
@@ -309,6 +321,7 @@ def tfidf_speed(rows: int, cols: int, epochs: int, repeats: int, test_rows: int 
     fit_times: dict[str, list[float]] = {label: [] for label in models}
     for _ in range(repeats):  # round robin, as in speed()
         for label, model in models.items():
+            time.sleep(PAUSE)
             fit_times[label].append(median_seconds(partial(model.fit, X_train, y_train), 1))
     results = {}
     for label, model in models.items():
@@ -390,6 +403,9 @@ def main() -> None:
     if args.memory_probe:
         return memory_probe(args.memory_probe, args.rows)
     epochs, repeats = (2, 1) if args.quick else (20, 5)
+    if args.quick:  # a smoke test times nothing worth resting for
+        global PAUSE
+        PAUSE = 0.0
     print(
         f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
         f"scikit-learn {sklearn.__version__}, {torch.get_num_threads()} torch threads, {platform.machine()}"
