@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -1090,9 +1091,12 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         return torch.cat([1 - p, p], 1)
 
     def _most_probable(self, raw: torch.Tensor) -> torch.Tensor:
-        """The index in ``classes_`` of each row's most probable class. Softmax keeps the order of the
-        raw outputs, so their argmax is the answer, and no probabilities need computing."""
-        return (raw if self.out_activation_ == "softmax" else self._probabilities(raw)).argmax(1)
+        """The index in ``classes_`` of each row's most probable class. Softmax keeps the order of finite
+        raw outputs, so their argmax is the answer and no probabilities need computing; outputs that
+        overflowed take the argmax of predict_proba's (NaN) probabilities, as MLP does."""
+        if self.out_activation_ == "softmax" and bool(raw.isfinite().all()):
+            return raw.argmax(1)
+        return self._probabilities(raw).argmax(1)
 
     def _score_module(
         self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
@@ -1117,7 +1121,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
 
     def predict(self, X: Any) -> Output:
         """Labels from ``classes_`` (an indicator matrix for multilabel): the argmax of predict_proba,
-        taken over the raw outputs under softmax, so where rounding makes two probabilities equal the
+        taken over finite raw outputs under softmax, so where rounding makes two probabilities equal the
         larger raw output wins.
 
         Under array API dispatch a tensor ``X`` gets a tensor of labels, unless the labels are strings
@@ -1275,9 +1279,10 @@ def _tensor_out(X: Any) -> bool:
 
 
 def _foreign(x: Any) -> bool:
-    """Whether ``x`` is an array of another library than NumPy: a tensor or an array API array."""
+    """Whether ``x`` is an array of another library than NumPy: a tensor, an array API array, or an
+    array that only exports DLPack (CuPy's, which scikit-learn reaches through array-api-compat)."""
     return isinstance(x, torch.Tensor) or (
-        hasattr(x, "__array_namespace__") and not isinstance(x, np.ndarray)
+        not isinstance(x, np.ndarray) and (hasattr(x, "__array_namespace__") or hasattr(x, "__dlpack__"))
     )
 
 
@@ -1287,17 +1292,28 @@ def _to_caller(X: Any, out: torch.Tensor) -> Output:
         return to_numpy(out)
     if isinstance(X, torch.Tensor):
         return out.to(X.device, copy=True)  # a copy: an ordinary tensor, not an inference-mode one
-    # Any other array API library takes our host array through DLPack, onto X's own device.
-    converted: Output = X.__array_namespace__().from_dlpack(to_numpy(out), device=X.device)
+    converted: Output
+    if hasattr(X, "__array_namespace__"):  # it takes our host array through DLPack, onto X's device
+        converted = X.__array_namespace__().from_dlpack(to_numpy(out), device=X.device)
+    else:  # a DLPack-only library imports from X's own device: out goes there first, as a tensor
+        device = to_tensor(X).device  # a view of X, for its device
+        converted = sys.modules[_library_name(X)].from_dlpack(out.to(device, copy=True))
     return converted
+
+
+def _library_name(X: Any) -> str:
+    if isinstance(X, torch.Tensor):
+        return "torch"
+    if hasattr(X, "__array_namespace__"):
+        return str(X.__array_namespace__().__name__)
+    return type(X).__module__.partition(".")[0]  # cupy.ndarray -> cupy
 
 
 def _library(X: Any) -> tuple[str, str] | None:
     """The array library and device of a foreign ``X`` under dispatch; None for NumPy or without dispatch."""
     if not _tensor_out(X):
         return None
-    namespace = "torch" if isinstance(X, torch.Tensor) else X.__array_namespace__().__name__
-    return namespace, str(X.device)
+    return _library_name(X), str(X.device)
 
 
 def _check_library(estimator: Any, X: Any, method: str) -> None:

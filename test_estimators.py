@@ -25,7 +25,7 @@ Each promise of the README's "The estimators" section, and the test that fails i
 | what MLP refuses, we refuse | test_bad_targets_and_calls_mlp_refuses_too, test_a_module_output_of_the_wrong_shape_is_named |
 | pickles, clones, searches | test_pickle_joblib_clone_and_deepcopy, test_lambda_modules_fit_but_do_not_pickle, test_grid_search_in_two_processes_equals_one |
 | tensors in, tensors out | test_a_tensor_pipeline_stays_in_torch_under_dispatch, test_string_labels_come_back_as_numpy_even_under_dispatch |
-| on CUDA, the CPU's model; draws repeat, generators kept (skip without a GPU) | test_cuda_fits_the_model_the_cpu_fits, test_cuda_custom_module_draws_repeat_and_global_generators_stay, test_cuda_training_and_a_device_free_pickle |
+| on CUDA, the CPU's model; draws repeat, generators kept; CuPy in, CuPy out (skip without a GPU) | test_cuda_fits_the_model_the_cpu_fits, test_cuda_custom_module_draws_repeat_and_global_generators_stay, test_cuda_training_and_a_device_free_pickle, test_cupy_arrays_come_back_as_cupy |
 """
 
 from __future__ import annotations
@@ -166,6 +166,17 @@ def test_labels_of_any_type_round_trip_through_classes(labels: NDArray, seed: in
     assert proba.shape == (len(X), len(labels))
     assert (proba >= 0).all() and np.allclose(proba.sum(axis=1), 1.0)
     assert_array_equal(pred, clf.classes_[proba.argmax(axis=1)])
+
+
+@quiet
+def test_predict_is_predict_probas_argmax_even_when_outputs_overflow() -> None:
+    X, y = blobs()
+    clf = TorchClassifier(**TINY).fit(X, y)
+    huge = np.array([[1.7e308, 0.0, 1.7e308, 1.7e308], [-1.7e308, 1e308, 0.0, 1.7e308], X[0]])
+    with np.errstate(all="ignore"):
+        proba = as_numpy(clf.predict_proba(huge))
+    assert not np.isfinite(proba[:2]).all()  # the raw outputs overflowed: softmax gives NaN
+    assert_array_equal(clf.predict(huge), clf.classes_[proba.argmax(axis=1)])
 
 
 @quiet
@@ -1154,6 +1165,20 @@ def test_cuda_custom_module_draws_repeat_and_global_generators_stay() -> None:
     assert torch.equal(torch.get_rng_state(), states[0]) and torch.equal(
         torch.cuda.get_rng_state(), states[1]
     )
+
+
+@cuda
+@quiet
+def test_cupy_arrays_come_back_as_cupy() -> None:
+    cp = pytest.importorskip("cupy")
+    X, y = blobs()
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = TorchClassifier(**TINY).fit(cp.asarray(X), cp.asarray(y), sample_weight=cp.ones(len(y)))
+        proba, pred = clf.predict_proba(cp.asarray(X)), clf.predict(cp.asarray(X))
+    assert isinstance(proba, cp.ndarray) and isinstance(pred, cp.ndarray)
+    reference = TorchClassifier(**TINY).fit(X, y)
+    assert_allclose(cp.asnumpy(proba), reference.predict_proba(X))
+    assert_array_equal(cp.asnumpy(pred), reference.predict(X))
 
 
 @quiet
