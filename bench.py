@@ -129,12 +129,19 @@ def contenders(batch_size: int, epochs: int, n_in: int, n_out: int) -> dict[str,
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
+    return interleaved_medians([fn], repeats)[0]
+
+
+def interleaved_medians(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
+    """Median seconds of each of ``fns``, timed in turn ``repeats`` times: figures that are compared
+    with each other see the same moments of a noisy machine."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, found in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            found.append(time.perf_counter() - start)
+    return [statistics.median(found) for found in times]
 
 
 def speed(
@@ -181,24 +188,25 @@ def speed(
         )
     ours = models["TorchClassifier"]
     time.sleep(PAUSE)
-    bare = bare_forward_ms(ours.module_, big)
-    print(
-        f"    TorchClassifier predict 10k rows / bare forward pass ({bare:.1f} ms): "
-        f"{results['TorchClassifier']['predict 10k rows ms'] / bare:.2f}x"
-    )
+    predict_against_bare_forward(ours, big)
     step_breakdown(ours, X_train, y_train, batch_size, results["TorchClassifier"]["us/step"])
     return results
 
 
-def bare_forward_ms(module: nn.Module, X: np.ndarray[Any, Any]) -> float:
-    """The floor under predict: the module on a tensor already made, under inference mode."""
+def predict_against_bare_forward(model: TorchClassifier, X: np.ndarray[Any, Any]) -> None:
+    """predict next to its floor, the module on a tensor already made under inference mode, timed in
+    turn."""
     X_t = torch.from_numpy(X)
 
     def forward() -> None:
         with torch.inference_mode():
-            module(X_t)
+            model.module_(X_t)
 
-    return median_seconds(forward, 20) * 1e3
+    ours, bare = interleaved_medians([partial(model.predict, X), forward], 50)
+    print(
+        f"    TorchClassifier predict {len(X)} rows {ours * 1e3:.2f} ms, bare forward pass "
+        f"{bare * 1e3:.2f} ms: {ours / bare:.2f}x"
+    )
 
 
 def step_breakdown(
@@ -225,7 +233,9 @@ def step_breakdown(
                 optimizer.step()
 
     passes = max(5, 500 // len(batches))  # medians over a few hundred steps at least
-    bare = [median_seconds(partial(loop, parts), passes) / len(batches) * 1e6 for parts in (1, 2, 3)]
+    bare = [
+        s / len(batches) * 1e6 for s in interleaved_medians([partial(loop, n) for n in (1, 2, 3)], passes)
+    ]
     times = {"forward": bare[0], "backward": bare[1] - bare[0], "optimizer": bare[2] - bare[1]}
     times["ours"] = step_us - bare[2]
     cells = ", ".join(f"{part} {us:.0f} us" for part, us in times.items())
