@@ -467,9 +467,8 @@ class _TorchEstimator(BaseEstimator):
         return _canonical(X_), y_, device
 
     def _resolve_device(self, X: Any) -> torch.device:
-        self._fit_library = _library(
-            X
-        )  # where X lives; predict under dispatch insists on it (_check_library)
+        # Where X lives: predict under dispatch insists on it (_check_library).
+        self._fit_library = _library(X)
         if self.device is None:
             device = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
         elif not isinstance(self.device, (str, int, torch.device)) or isinstance(self.device, bool):
