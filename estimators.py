@@ -25,7 +25,7 @@ import itertools
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar, cast
@@ -698,7 +698,7 @@ class _TorchEstimator(BaseEstimator):
         )
         index = None if order is None else to_tensor(order, device=data.Y.device)
         params = optimizer.param_groups[0]["params"]
-        matrices = [p for p in params if p.ndim > 1]  # what the L2 term reaches (not the biases)
+        matrices = _weight_matrices(params)
         losses = []
         for start, weight in zip(starts, weights, strict=True):
             if weight == 0:  # every sample weighs nothing: there is nothing to learn from this batch
@@ -845,7 +845,7 @@ class _TorchEstimator(BaseEstimator):
             data_loss = self._batch_loss(module, data, slice(start, start + step)) / total_weight
             torch.autograd.backward(data_loss)
             total += float(data_loss.detach())
-        penalty = self._penalty([p for p in module.parameters() if p.ndim > 1]) / total_weight
+        penalty = self._penalty(_weight_matrices(module.parameters())) / total_weight
         if penalty.requires_grad:  # False only for a module without weight matrices
             torch.autograd.backward(penalty)
         return total + float(penalty.detach())
@@ -1385,6 +1385,11 @@ def _csr_parts(X: Any, rows: Any) -> tuple[NDArray, NDArray, NDArray]:
     indptr = X.indptr[start : stop + 1]
     first, last = int(indptr[0]), int(indptr[-1])
     return indptr - first, X.indices[first:last], X.data[first:last]
+
+
+def _weight_matrices(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """The parameters MLP's L2 term reaches: the weight matrices, not the biases."""
+    return [p for p in params if p.ndim > 1]
 
 
 def _take(t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
