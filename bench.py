@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,7 @@ def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return interleaved_medians([fn], repeats)[0]
 
 
-def interleaved_medians(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
+def interleaved_medians(fns: Sequence[Callable[[], Any]], repeats: int) -> list[float]:
     """Median seconds of each of ``fns``, timed in turn ``repeats`` times: figures that are compared
     with each other see the same moments of a noisy machine."""
     times: list[list[float]] = [[] for _ in fns]
@@ -215,28 +215,31 @@ def step_breakdown(
     """Where a training step's time goes, measured in loops shaped like training: a part timed alone in
     a tight loop runs faster than between the others, whose code and data it shares the caches with.
     Bare torch loops over shuffled batches of a copy of the fitted network: the forward pass with its
-    loss; that and backward; those and the optimizer's step. Their differences give each part's time,
-    and what fit spends per step beyond the third loop is ours (batching, the epoch's bookkeeping)."""
+    loss; that and backward; those and the estimator's own optimizer step; and, for comparison, those
+    with torch.optim.Adam's step instead. Their differences give each part's time, and what fit spends
+    per step beyond the third loop is ours (batching, the L2 term, the epoch's bookkeeping)."""
     module = copy.deepcopy(model.module_).train()
-    optimizer = torch.optim.Adam(module.parameters(), lr=LR, fused=True)
+    ours = model._make_optimizer(module)  # the optimizer fit makes: functional Adam, own state
+    assert ours is not None
+    torch_adam = torch.optim.Adam(module.parameters(), lr=LR, fused=True)
     X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
     order = torch.randperm(len(X_t), generator=torch.Generator().manual_seed(SEED))
     batches = [order[start : start + batch_size] for start in range(0, len(X_t), batch_size)]
 
-    def loop(parts: int) -> None:
+    def loop(parts: int, step: Callable[[], Any] = ours.step) -> None:
         for rows in batches:
             loss = nn.functional.cross_entropy(module(X_t[rows]), y_t[rows], reduction="sum") / len(rows)
             if parts > 1:
                 module.zero_grad()
                 torch.autograd.backward(loss)
             if parts > 2:
-                optimizer.step()
+                step()
 
+    loops = [partial(loop, 1), partial(loop, 2), partial(loop, 3), partial(loop, 3, torch_adam.step)]
     passes = max(5, 500 // len(batches))  # medians over a few hundred steps at least
-    bare = [
-        s / len(batches) * 1e6 for s in interleaved_medians([partial(loop, n) for n in (1, 2, 3)], passes)
-    ]
+    bare = [s / len(batches) * 1e6 for s in interleaved_medians(loops, passes)]
     times = {"forward": bare[0], "backward": bare[1] - bare[0], "optimizer": bare[2] - bare[1]}
+    times["(torch.optim.Adam's step instead)"] = bare[3] - bare[1]
     times["ours"] = step_us - bare[2]
     cells = ", ".join(f"{part} {us:.0f} us" for part, us in times.items())
     print(f"    TorchClassifier step of {step_us:.0f} us: {cells}")

@@ -9,7 +9,7 @@ Each promise of the README's "The estimators" section, and the test that fails i
 | every scikit-learn estimator check passes | test_scikit_learn_estimator_checks |
 | lbfgs gives MLP's model; sgd's first epoch is MLP's (initial weights, split, shuffle, batches, sample weights, alpha) | test_lbfgs_gives_mlps_model, test_first_sgd_epoch_equals_mlps |
 | the stopping rule stops at MLP's epoch; np.inf never stops | test_training_stops_when_mlp_stops, test_n_iter_no_change_inf_never_stops, (parity) test_n_iter_no_change |
-| learning-rate schedules | test_learning_rate_schedules |
+| learning-rate schedules; Adam and SGD step as torch.optim's do, bit for bit | test_learning_rate_schedules, test_adam_and_sgd_step_exactly_as_torch_optim |
 | same random_state, same model; partial_fit x max_iter == fit | test_same_random_state_same_model, test_partial_fit_max_iter_times_equals_fit_with_tol_0 |
 | float32 and float64 fits differ by rounding; outputs follow X | test_float32_and_float64_fits_differ_only_by_rounding, test_floating_dtype_follows_X |
 | coefs_/intercepts_ are read-only views | test_coefs_and_intercepts_are_read_only_views_of_the_module |
@@ -42,6 +42,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 import joblib
@@ -177,6 +178,21 @@ def test_predict_is_predict_probas_argmax_even_when_outputs_overflow() -> None:
         proba = as_numpy(clf.predict_proba(huge))
     assert not np.isfinite(proba[:2]).all()  # the raw outputs overflowed: softmax gives NaN
     assert_array_equal(clf.predict(huge), clf.classes_[proba.argmax(axis=1)])
+
+
+@quiet
+@pytest.mark.parametrize("bias", [[0.0, 1.0, 1.0], [2.0, 2.0, 2.0], [3e38, 3e38, 0.0]])
+def test_predict_breaks_ties_as_predict_probas_argmax(bias: list[float]) -> None:
+    # Equal raw outputs (the last one's sum overflows float32): the first of the largest wins.
+    X, y = blobs(n_classes=3)
+    clf = TorchClassifier(**TINY).fit(X.astype(np.float32), y)
+    last = list(clf.module_.parameters())
+    with torch.no_grad():
+        last[-2].zero_()
+        last[-1].copy_(torch.tensor(bias))
+    proba = as_numpy(clf.predict_proba(X))
+    assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(axis=1)])
+    assert_array_equal(clf.predict(X), clf.classes_[np.argmax(bias)])
 
 
 @quiet
@@ -605,12 +621,50 @@ def test_learning_rate_schedules() -> None:
         )
         clf.fit(X, y).fit(X, y)  # a warm start begins with a new optimizer at learning_rate_init
         assert clf._optimizer is not None
-        lr[schedule] = clf._optimizer.param_groups[0]["lr"]
+        lr[schedule] = clf._optimizer.lr
     assert lr["constant"] == 1e-3 and lr["invscaling"] == 1e-3 / 9**0.25  # t_ = 8 samples seen
     adaptive = TorchClassifier(tol=0.5, max_iter=3000, solver="sgd", learning_rate="adaptive")
     adaptive.fit([[3.0, 2.0], [1.0, 6.0]], [1, 0])
     assert adaptive.n_iter_ < 3000 and adaptive._optimizer is not None
-    assert adaptive._optimizer.param_groups[0]["lr"] <= 1e-6  # divided by 5 at each stall, down to 1e-6
+    assert adaptive._optimizer.lr <= 1e-6  # divided by 5 at each stall, down to 1e-6
+
+
+@pytest.mark.parametrize(
+    ("params", "torch_optimizer"),
+    [
+        (
+            {"beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-6},
+            partial(torch.optim.Adam, betas=(0.8, 0.99), eps=1e-6),
+        ),
+        ({"solver": "sgd", "momentum": 0.8}, partial(torch.optim.SGD, momentum=0.8, nesterov=True)),
+        ({"solver": "sgd", "nesterovs_momentum": False}, partial(torch.optim.SGD, momentum=0.9)),
+        ({"solver": "sgd", "momentum": 0.0}, torch.optim.SGD),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64])
+def test_adam_and_sgd_step_exactly_as_torch_optim(
+    params: dict[str, Any], torch_optimizer: Callable[..., torch.optim.Optimizer], dtype: torch.dtype
+) -> None:
+    # Our optimizer skips torch.optim's per-step wrapper, not its arithmetic: the same parameters bit
+    # for bit after every step, a parameter without a gradient untouched and its state not advanced.
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(5, 3), (3,), (3, 2)]
+    ours = [nn.Parameter(torch.randn(shape, dtype=dtype, generator=generator)) for shape in shapes]
+    theirs = [nn.Parameter(p.detach().clone()) for p in ours]
+    optimizer = TorchClassifier(learning_rate_init=0.05, **params)._make_optimizer(nn.ParameterList(ours))
+    assert optimizer is not None
+    reference = torch_optimizer(theirs, lr=0.05, fused=dtype.is_floating_point)
+    for step in range(5):
+        for i, (p, q) in enumerate(zip(ours, theirs, strict=True)):
+            # Each parameter goes without a gradient now and then, not at the first step: torch's fused
+            # SGD fails on a momentum buffer that starts later than the others.
+            skip = step > 0 and (step + i) % 3 == 0
+            grad = None if skip else torch.randn(p.shape, dtype=dtype, generator=generator)
+            p.grad, q.grad = grad, None if grad is None else grad.clone()
+        optimizer.step()
+        reference.step()
+        for p, q in zip(ours, theirs, strict=True):
+            assert torch.equal(p, q)
 
 
 def test_training_stops_when_mlp_stops() -> None:
@@ -1110,6 +1164,10 @@ def test_cuda_training_and_a_device_free_pickle() -> None:
     restored = pickle.loads(pickle.dumps(clf))
     assert next(restored.module_.parameters()).is_cpu  # loads on a machine without a GPU
     assert_allclose(restored.predict_proba(X), clf.predict_proba(X), rtol=1e-5)
+    # partial_fit goes on on the GPU, the optimizer's state moving back with the module.
+    restored.partial_fit(X, y)
+    assert next(restored.module_.parameters()).is_cuda
+    assert_allclose(restored.predict_proba(X), clf.partial_fit(X, y).predict_proba(X), rtol=1e-5)
     on_gpu = TorchClassifier(**TINY).fit(torch.from_numpy(X).cuda(), y)  # device=None follows X
     assert next(on_gpu.module_.parameters()).is_cuda
 
