@@ -210,8 +210,9 @@ class _Optimizer:
     kernels torch.optim.Adam and SGD run, without their per-step wrapper (hooks, profiling, state
     look-ups): that wrapper took about a quarter of a batch-32 step (README, "Performance and limits")."""
 
-    def __init__(self, solver: str, params: list[torch.Tensor], lr: float, **options: Any) -> None:
-        self.solver, self.params, self.lr = solver, params, lr
+    def __init__(self, solver: str, params: list[torch.Tensor], learning_rate: float, **options: Any) -> None:
+        self.solver, self.params = solver, params
+        self.learning_rate = learning_rate  # MLP's optimizers' name for the rate of the next step
         fused = all(p.is_floating_point() for p in params)  # one kernel per step
         self.options = {**options, "fused": fused, "weight_decay": 0.0, "maximize": False}  # L2: see _step
         # Adam's two moments, or SGD's velocity: zero at first, as in MLP (a step from zero velocity is
@@ -231,9 +232,15 @@ class _Optimizer:
         with torch.no_grad():
             if self.solver == "adam":
                 exp_avgs, exp_avg_sqs, steps = state  # [] below: no AMSGrad maxima
-                adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=self.lr, **self.options)
+                adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=self.learning_rate, **self.options)
             else:
-                sgd(params, grads, cast(list[torch.Tensor | None], state[0]), lr=self.lr, **self.options)
+                sgd(
+                    params,
+                    grads,
+                    cast(list[torch.Tensor | None], state[0]),
+                    lr=self.learning_rate,
+                    **self.options,
+                )
 
     def to(self, device: torch.device | str) -> _Optimizer:
         """Move the state to ``device``, in place (the parameters move with their module)."""
@@ -824,13 +831,13 @@ class _TorchEstimator(BaseEstimator):
         """MLP's 'invscaling' rate for sgd, set after each epoch: learning_rate_init / (t + 1) ** power_t,
         ``t`` being the number of samples seen."""
         if self.solver == "sgd" and self.learning_rate == "invscaling":
-            optimizer.lr = float(self.learning_rate_init / (t + 1) ** self.power_t)
+            optimizer.learning_rate = float(self.learning_rate_init / (t + 1) ** self.power_t)
 
     def _stop_or_slow_down(self, optimizer: _Optimizer) -> bool:
         """At a stall: stop, or with sgd's 'adaptive' rate divide it by 5 and go on (stop at 1e-6)."""
-        lr = optimizer.lr
+        lr = optimizer.learning_rate
         if self.solver == "sgd" and self.learning_rate == "adaptive" and lr > 1e-6:
-            optimizer.lr = lr / 5
+            optimizer.learning_rate = lr / 5
             if self.verbose:
                 print(f"Learning rate lowered to {lr / 5:.6f}")
             return False

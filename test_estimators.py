@@ -621,12 +621,12 @@ def test_learning_rate_schedules() -> None:
         )
         clf.fit(X, y).fit(X, y)  # a warm start begins with a new optimizer at learning_rate_init
         assert clf._optimizer is not None
-        lr[schedule] = clf._optimizer.lr
+        lr[schedule] = clf._optimizer.learning_rate
     assert lr["constant"] == 1e-3 and lr["invscaling"] == 1e-3 / 9**0.25  # t_ = 8 samples seen
     adaptive = TorchClassifier(tol=0.5, max_iter=3000, solver="sgd", learning_rate="adaptive")
     adaptive.fit([[3.0, 2.0], [1.0, 6.0]], [1, 0])
     assert adaptive.n_iter_ < 3000 and adaptive._optimizer is not None
-    assert adaptive._optimizer.lr <= 1e-6  # divided by 5 at each stall, down to 1e-6
+    assert adaptive._optimizer.learning_rate <= 1e-6  # divided by 5 at each stall, down to 1e-6
 
 
 @pytest.mark.parametrize(

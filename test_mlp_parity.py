@@ -28,8 +28,6 @@ from estimators import TorchClassifier, TorchRegressor
 EXCLUDED = {
     "test_fit": "assigns coefs_ and intercepts_, read-only views here (test_first_sgd_epoch_equals_mlps)",
     "test_gradient": "calls MLP's private _loss_grad_lbfgs (torch's autograd computes our gradients)",
-    "test_learning_rate_warmstart": "reads _optimizer.learning_rate (test_learning_rate_schedules)",
-    "test_adaptive_learning_rate": "reads _optimizer.learning_rate (test_learning_rate_schedules)",
 }
 
 
