@@ -216,12 +216,13 @@ class _Optimizer:
         self.learning_rate = learning_rate  # MLP's optimizers' name for the rate of the next step
         fused = all(p.is_floating_point() for p in params)  # one kernel per step
         self.options = {**options, "fused": fused, "weight_decay": 0.0, "maximize": False}  # L2: see _step
-        # Adam's two moments, or SGD's velocity: zero at first, as in MLP (a step from zero velocity is
-        # exactly torch's first step, which copies the gradient).
-        self.state = [[torch.zeros_like(p) for p in params] for _ in range(2 if solver == "adam" else 1)]
-        if solver == "adam":  # and its step counts, float32 on each parameter's device as the kernel wants
+        if solver == "adam":  # two moments from zero, and step counts, float32 on each parameter's device
+            self.state = [[torch.zeros_like(p) for p in params] for _ in range(2)]
             self.state.append([p.new_zeros((), dtype=torch.float32) for p in params])
             self.options["has_complex"] = any(p.is_complex() for p in params)
+        else:  # velocities from -0.0, the zero that adds exactly (x + -0.0 is x, a zero's sign too), so
+            # that the first step is torch's, which copies the gradient
+            self.state = [[torch.full_like(p, -0.0) for p in params]]
 
     def step(self) -> None:
         """Update every parameter that has a gradient; as in torch.optim, the others and their state
@@ -780,7 +781,8 @@ class _TorchEstimator(BaseEstimator):
 
     def _penalty(self, matrices: list[torch.Tensor]) -> float:
         with torch.no_grad():
-            return 0.5 * self.alpha * sum(float(torch.linalg.vector_norm(W)) ** 2 for W in matrices)
+            norms = [float(torch.linalg.vector_norm(W)) for W in matrices]
+        return 0.5 * self.alpha * sum(n * n for n in norms)  # n * n overflows to inf; n ** 2 would raise
 
     def _add_penalty_gradient(self, matrices: list[torch.Tensor], weight: float) -> None:
         """Add alpha * W / ``weight`` to the gradient of each matrix W that has one."""
@@ -1136,15 +1138,17 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         return torch.cat([1 - p, p], 1)
 
     def _most_probable(self, raw: torch.Tensor) -> torch.Tensor:
-        """The index in ``classes_`` of each row's most probable class. Softmax keeps the order of finite
-        raw outputs, so their argmax is the answer and no probabilities need computing; outputs that
-        overflowed take the argmax of predict_proba's (NaN) probabilities, as MLP does."""
-        # A finite sum means finite outputs (one that overflows only sends finite ones the long way),
-        # and max's indices are argmax's, the first of equal maxima: on 10,000 x 10 on the CPU, 45 us
-        # for both against 200 for isfinite().all() and argmax.
-        if self.out_activation_ == "softmax" and bool(raw.sum().isfinite()):
-            return raw.max(1).indices
-        return self._probabilities(raw).argmax(1)
+        """The index in ``classes_`` of each row's most probable class. Softmax keeps the order of a row's
+        raw outputs while their largest is finite, so their argmax is the answer and no probabilities
+        need computing; a row whose largest output is infinite or NaN takes the argmax of its (NaN)
+        probabilities from predict_proba, as MLP does."""
+        if self.out_activation_ != "softmax":
+            return self._probabilities(raw).argmax(1)
+        # max's indices are argmax's (the first of equal maxima), and its values say which rows need
+        # the probabilities: on 10,000 x 10 and 2 CPU threads, 64 us against 200 for isfinite and argmax.
+        largest, index = raw.max(1)
+        finite = largest.isfinite()
+        return index if bool(finite.all()) else torch.where(finite, index, self._probabilities(raw).argmax(1))
 
     def _score_module(
         self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device

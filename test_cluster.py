@@ -162,14 +162,26 @@ class _KillWorkerOnce:
         return nn.Sequential(nn.Linear(n_features, 8), nn.ReLU(), nn.Linear(8, n_outputs))
 
 
+@contextlib.contextmanager
+def _replicas_kept(client: Any) -> Iterator[None]:
+    """The cluster with distributed's Active Memory Manager stopped, as the README's search has it: every
+    2 s the manager drops the copies of data that no queued task needs, scatter's copies too."""
+    client.amm.stop()
+    try:
+        yield
+    finally:
+        client.amm.start()  # the fixture's cluster runs it, as distributed does by default
+
+
 def test_a_worker_killed_mid_search_changes_no_score(client: Any, tmp_path: pathlib.Path) -> None:
     """The fit running on the killed worker is run again elsewhere; the search ends with the same scores.
 
     joblib sends every argument over 1 kB to one worker only, unless it is listed in ``scatter``, which
     puts a copy on every worker. Here that is X, y and every split's indices (digits: about 9 kB of
-    train indices per split), so no data live on one worker alone. Without it, the search fails with
-    FutureCancelledError ("already forgotten") when the dead worker held the last copy of any of them,
-    which depends on where they were placed (see the README).
+    train indices per split), so no data live on one worker alone, as long as the Active Memory Manager
+    is stopped. Otherwise the search fails with FutureCancelledError ("already forgotten") when the
+    dead worker held the last copy of any of them, which depends on where they were placed and on when
+    the manager last ran (see the README).
     """
     X, y = load_digits(return_X_y=True)
     splits = list(StratifiedKFold(n_splits=3).split(X, y))
@@ -179,7 +191,7 @@ def test_a_worker_killed_mid_search_changes_no_score(client: Any, tmp_path: path
     assert not module.token.exists()
     before = set(client.run(os.getpid).values())
     every_array = [X, y, *(indices for split in splits for indices in split)]
-    with joblib.parallel_backend("dask", scatter=every_array):
+    with _replicas_kept(client), joblib.parallel_backend("dask", scatter=every_array):
         got = _search(module, cv=splits).set_params(**short).fit(X, y)
     killed = int(module.token.read_text())
     assert killed in before and killed not in client.run(os.getpid).values()
@@ -206,6 +218,7 @@ def test_readme_cluster_examples_run_against_a_local_cluster(
             exec(compile(code, "README.md", "exec"), namespace)
     finally:
         if "client" in namespace:  # the README's own client; closing it makes the fixture's the default again
+            namespace["client"].amm.start()  # the README stops the cluster's Active Memory Manager
             namespace["client"].close()
     # Three passes over every row: partial_fit of Incremental continues, it does not start over.
     assert namespace["search"].best_params_ and namespace["model"].estimator_.t_ == 3 * len(namespace["X"])

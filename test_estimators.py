@@ -181,18 +181,25 @@ def test_predict_is_predict_probas_argmax_even_when_outputs_overflow() -> None:
 
 
 @quiet
-@pytest.mark.parametrize("bias", [[0.0, 1.0, 1.0], [2.0, 2.0, 2.0], [3e38, 3e38, 0.0]])
-def test_predict_breaks_ties_as_predict_probas_argmax(bias: list[float]) -> None:
-    # Equal raw outputs (the last one's sum overflows float32): the first of the largest wins.
-    X, y = blobs(n_classes=3)
-    clf = TorchClassifier(**TINY).fit(X.astype(np.float32), y)
-    last = list(clf.module_.parameters())
+def test_predict_is_each_rows_first_largest_raw_output() -> None:
+    # Finite raw outputs, however large, row by row: equal outputs (row 0), outputs whose probabilities
+    # round to equal (1: MLP would take the first), whose sum exceeds float32 (2, 3), and a row
+    # predicted alone or beside the others.
+    raw = np.array(
+        [[2, 2, 0, 0], [0, 1e-9, -1, -1], [3e38, 3e38, 0, 0], [0, 1e-9, -3e38, -3e38]], dtype=np.float32
+    )
+    X, y = np.eye(4, dtype=np.float32), np.arange(4)
+    clf = TorchClassifier(module=lambda n_in, n_out: nn.Linear(n_in, n_out), **TINY).fit(X, y)
+    weight, bias = clf.module_.parameters()
     with torch.no_grad():
-        last[-2].zero_()
-        last[-1].copy_(torch.tensor(bias))
+        weight.copy_(torch.from_numpy(raw.T))  # row i of X is the unit vector e_i
+        bias.zero_()
+    expected = clf.classes_[[0, 1, 0, 1]]
+    assert_array_equal(clf.predict(X), expected)
+    for i in range(len(X)):
+        assert_array_equal(clf.predict(X[i : i + 1]), expected[i : i + 1])
     proba = as_numpy(clf.predict_proba(X))
-    assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(axis=1)])
-    assert_array_equal(clf.predict(X), clf.classes_[np.argmax(bias)])
+    assert proba[1, 0] == proba[1, 1]  # where MLP's argmax of the probabilities takes class 0
 
 
 @quiet
@@ -649,7 +656,9 @@ def test_adam_and_sgd_step_exactly_as_torch_optim(
     # for bit after every step, a parameter without a gradient untouched and its state not advanced.
     generator = torch.Generator().manual_seed(0)
     shapes = [(5, 3), (3,), (3, 2)]
-    ours = [nn.Parameter(torch.randn(shape, dtype=dtype, generator=generator)) for shape in shapes]
+    ours = [
+        nn.Parameter(signed_zeros(torch.randn(shape, dtype=dtype, generator=generator))) for shape in shapes
+    ]
     theirs = [nn.Parameter(p.detach().clone()) for p in ours]
     optimizer = TorchClassifier(learning_rate_init=0.05, **params)._make_optimizer(nn.ParameterList(ours))
     assert optimizer is not None
@@ -659,12 +668,25 @@ def test_adam_and_sgd_step_exactly_as_torch_optim(
             # Each parameter goes without a gradient now and then, not at the first step: torch's fused
             # SGD fails on a momentum buffer that starts later than the others.
             skip = step > 0 and (step + i) % 3 == 0
-            grad = None if skip else torch.randn(p.shape, dtype=dtype, generator=generator)
+            grad = None if skip else signed_zeros(torch.randn(p.shape, dtype=dtype, generator=generator))
             p.grad, q.grad = grad, None if grad is None else grad.clone()
         optimizer.step()
         reference.step()
         for p, q in zip(ours, theirs, strict=True):
-            assert torch.equal(p, q)
+            assert torch.equal(bits(p), bits(q))
+
+
+def signed_zeros(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with its first two elements 0.0 and -0.0: where a zero's sign can go astray."""
+    t.view(-1)[:2] = torch.tensor([0.0, -0.0])
+    return t
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    """The bits of a floating or complex tensor, as integers: equal only where the numbers are
+    identical, signs of zeros included."""
+    real = torch.view_as_real(t.detach()) if t.is_complex() else t.detach()
+    return real.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[real.element_size()])
 
 
 def test_training_stops_when_mlp_stops() -> None:
@@ -738,6 +760,19 @@ def test_a_diverging_partial_fit_changes_nothing() -> None:
     with pytest.raises(ValueError, match="learning_rate_init"):
         reg.set_params(learning_rate_init=1e6).partial_fit(X * 1e3, y * 1e3)
     assert_array_equal(reg.predict(X), expected)
+
+
+@quiet
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_an_l2_term_beyond_float64_is_the_usual_clear_error(solver: str) -> None:
+    # A first layer of norm 5e199 on inputs of 0 keeps every output finite, but not the L2 term: the
+    # loss is not finite, which is the usual ValueError, not an OverflowError from Python's floats.
+    X, y = np.zeros((20, 3)), np.arange(20) % 2
+    clf = TorchClassifier(solver=solver, alpha=1.0, **TINY).fit(X, y)
+    with torch.no_grad():
+        next(clf.module_.parameters()).fill_(1e199)
+    with pytest.raises(ValueError, match="loss became (inf|nan)"):
+        clf.set_params(warm_start=True, max_iter=1).fit(X, y)
 
 
 @quiet
