@@ -27,7 +27,7 @@ from estimators import TorchClassifier, TorchRegressor
 # name -> why it cannot run against another estimator, and where its behaviour is tested here.
 EXCLUDED = {
     "test_fit": "assigns coefs_ and intercepts_, read-only views here (test_first_sgd_epoch_equals_mlps)",
-    "test_gradient": "calls MLP's private _loss_grad_lbfgs (torch's autograd computes our gradients)",
+    "test_gradient": "calls MLP's private _loss_grad_lbfgs (ours: autograd's, plus the L2 term's by hand)",
 }
 
 
