@@ -221,7 +221,7 @@ class _Optimizer:
             self.state.append([p.new_zeros((), dtype=torch.float32) for p in params])
             self.options["has_complex"] = any(p.is_complex() for p in params)
         else:  # velocities from -0.0, the zero that adds exactly (x + -0.0 is x, a zero's sign too), so
-            # that the first step is torch's, which copies the gradient
+            # that the first step is torch's, which copies the gradient (to the bit for real numbers)
             self.state = [[torch.full_like(p, -0.0) for p in params]]
 
     def step(self) -> None:
