@@ -215,7 +215,7 @@ class _Optimizer:
         self.solver, self.params = solver, params
         self.learning_rate = learning_rate  # MLP's optimizers' name for the rate of the next step
         fused = all(p.is_floating_point() for p in params)  # one kernel per step
-        self.options = {**options, "fused": fused, "weight_decay": 0.0, "maximize": False}  # L2: see _step
+        self.options = {**options, "fused": fused, "weight_decay": 0.0, "maximize": False}  # L2: by hand
         if solver == "adam":  # two moments from zero, and step counts, float32 on each parameter's device
             self.state = [[torch.zeros_like(p) for p in params] for _ in range(2)]
             self.state.append([p.new_zeros((), dtype=torch.float32) for p in params])
