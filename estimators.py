@@ -224,6 +224,11 @@ class _Optimizer:
             # that the first step is torch's, which copies the gradient (to the bit for real numbers)
             self.state = [[torch.full_like(p, -0.0) for p in params]]
 
+    def zero_grad(self) -> None:
+        """torch.optim's zero_grad(set_to_none=True), without its per-call profiling hooks."""
+        for p in self.params:
+            p.grad = None
+
     def step(self) -> None:
         """Update every parameter that has a gradient; as in torch.optim, the others and their state
         stay as they are."""
@@ -739,14 +744,13 @@ class _TorchEstimator(BaseEstimator):
             else np.add.reduceat(data.w if order is None else data.w[order], starts).tolist()
         )
         index = None if order is None else to_tensor(order, device=data.Y.device)
-        params = optimizer.params
-        matrices = _weight_matrices(params)
+        matrices = _weight_matrices(optimizer.params)
         losses = []
         for start, weight in zip(starts, weights, strict=True):
             if weight == 0:  # every sample weighs nothing: there is nothing to learn from this batch
                 continue
             rows = slice(start, start + batch) if index is None else index[start : start + batch]
-            losses.append(self._step(module, optimizer, params, matrices, data, rows, weight))
+            losses.append(self._step(module, optimizer, matrices, data, rows, weight))
         # As MLP reports it: every batch adds the L2 term (here with the epoch's final weights).
         penalty = self._penalty(matrices) * len(losses)
         return (float(torch.stack(losses).sum()) + penalty) / sum(weights)
@@ -755,7 +759,6 @@ class _TorchEstimator(BaseEstimator):
         self,
         module: nn.Module,
         optimizer: _Optimizer,
-        params: list[torch.Tensor],
         matrices: list[torch.Tensor],
         data: _Rows,
         rows: slice | torch.Tensor,
@@ -763,8 +766,7 @@ class _TorchEstimator(BaseEstimator):
     ) -> torch.Tensor:
         """One optimizer step on ``rows``; returns their summed (weighted) data loss, detached."""
         data_loss = self._batch_loss(module, data, rows)
-        for p in params:  # zero_grad(set_to_none=True), without its per-call profiling hooks
-            p.grad = None
+        optimizer.zero_grad()
         torch.autograd.backward(data_loss / weight)
         self._add_penalty_gradient(matrices, weight)
         optimizer.step()
