@@ -219,7 +219,7 @@ def step_breakdown(
     with torch.optim.Adam's step instead. Their differences give each part's time, and what fit spends
     per step beyond the third loop is ours (batching, the L2 term, the epoch's bookkeeping)."""
     module = copy.deepcopy(model.module_).train()
-    ours = model._make_optimizer(module)  # the optimizer fit makes: functional Adam, own state
+    ours = model._make_optimizer(module, torch.device("cpu"), resume=False)  # fit's: functional Adam
     assert ours is not None
     torch_adam = torch.optim.Adam(module.parameters(), lr=LR, fused=True)
     X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)

@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import inspect
 import itertools
+import math
 import sys
 import threading
+import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar, cast
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse
 import torch
 import torch.nn.functional as F
 from sklearn import get_config
@@ -43,6 +48,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+from threadpoolctl import ThreadpoolController
 from torch import nn
 from torch.optim.adam import adam
 from torch.optim.sgd import sgd
@@ -77,6 +83,8 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 _CHUNK = 16384  # rows per inference step: bounds predict's memory whatever n_samples is
 _SPARSE_CHUNK = 256  # for sparse X, whose rows' activations outweigh them: see _chunk_rows
 _SPARSE_PREDICT_CHUNK = 128  # smaller in inference, where the chunk's activations set the peak memory
+# Training steps of fewer multiply-adds (rows x parameters) run on one OpenMP thread: see _threads_for.
+_PARALLEL_STEP = 2**22
 
 
 # MLP's numeric parameters: name -> (type, test, what is allowed).
@@ -88,7 +96,7 @@ _NUMBERS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "max_fun": (Integral, lambda v: v > 0, "> 0"),
     "tol": (Real, lambda v: v >= 0, ">= 0"),
     "momentum": (Real, lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "validation_fraction": (Real, lambda v: 0 < v < 1, "in (0, 1)"),
+    "validation_fraction": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
     "beta_1": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
     "beta_2": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
     "epsilon": (Real, lambda v: v > 0, "> 0"),
@@ -148,10 +156,40 @@ class _Rows(NamedTuple):
     Y: torch.Tensor
     w: NDArray | None
     w_t: torch.Tensor | None
+    dtype: torch.dtype | None  # what batches of X are cast to: the network's dtype, where X's differs
 
     @property
     def n(self) -> int:
         return int(self.X.shape[0])
+
+
+class _Losses(NamedTuple):
+    """The losses of some rows, as ``_losses`` returns them ((n,), or (n, n_outputs)), and the rows'
+    sample weights (n,), or None."""
+
+    losses: torch.Tensor
+    w: torch.Tensor | None
+
+    def total(self) -> torch.Tensor:
+        """The weighted sum of the losses."""
+        if self.w is None:
+            return self.losses.sum()
+        total = self.w @ self.losses
+        return total if total.ndim == 0 else total.sum()
+
+    def detach(self) -> _Losses:
+        return _Losses(self.losses.detach(), self.w)
+
+
+def _rows(X: Any, Y: NDArray, w: NDArray | None, device: torch.device, dtype: torch.dtype) -> _Rows:
+    """The training data as the loop reads it. A dense X crosses to the device whole, on the CPU as a
+    view of the caller's memory, unless that memory is read-only (joblib hands each fit of a parallel
+    search a read-only memmap; np.load(mmap_mode="r") gives one): then X stays NumPy and each batch
+    is copied as it is read, so memory stays O(batch) and nothing read-only becomes writable."""
+    host = hasattr(X, "tocsr") or (device.type == "cpu" and not X.flags.writeable)
+    w_t = None if w is None else to_tensor(w, device=device)
+    cast = None if torch_dtype(X.dtype) == dtype else dtype
+    return _Rows(X if host else to_tensor(X, device=device), to_tensor(Y, device=device), w, w_t, cast)
 
 
 class _Held(NamedTuple):
@@ -213,7 +251,7 @@ class _Optimizer:
 
     def __init__(self, solver: str, params: list[torch.Tensor], learning_rate: float, **options: Any) -> None:
         self.solver, self.params = solver, params
-        self.learning_rate = learning_rate  # MLP's optimizers' name for the rate of the next step
+        self._learning_rate = learning_rate
         fused = all(p.is_floating_point() for p in params)  # one kernel per step
         self.options = {**options, "fused": fused, "weight_decay": 0.0, "maximize": False}  # L2: by hand
         if solver == "adam":  # two moments from zero, and step counts, float32 on each parameter's device
@@ -223,6 +261,22 @@ class _Optimizer:
         else:  # velocities from -0.0, the zero that adds exactly (x + -0.0 is x, a zero's sign too), so
             # that the first step is torch's, which copies the gradient (to the bit for real numbers)
             self.state = [[torch.full_like(p, -0.0) for p in params]]
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate of the next step (MLP's optimizers' name for it)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, rate: float) -> None:
+        # MLP's SGD velocity carries the rates it was built with; torch's buffer holds gradients that
+        # the current rate scales. Rescaling the buffer by old / new keeps MLP's velocity when the rate
+        # changes ('invscaling', 'adaptive'), and nothing changes while it stays constant.
+        if self.solver == "sgd" and rate != self._learning_rate:
+            with torch.no_grad():
+                for velocity in self.state[0]:
+                    velocity.mul_(self._learning_rate / rate)
+        self._learning_rate = rate
 
     def zero_grad(self) -> None:
         """torch.optim's zero_grad(set_to_none=True), without its per-call profiling hooks."""
@@ -236,18 +290,27 @@ class _Optimizer:
         params = [self.params[i] for i in have]
         grads = [cast(torch.Tensor, p.grad) for p in params]
         state = [[tensors[i] for i in have] for tensors in self.state]
+        # Sparse gradients (nn.Embedding(sparse=True)) step as they are only in plain SGD: Adam's moments
+        # and SGD's velocities are dense, so every row moves anyway. No fused kernel takes them.
+        sparse = any(g.is_sparse for g in grads)
+        if sparse and (self.solver == "adam" or self.options["momentum"]):
+            grads, sparse = [g.to_dense() for g in grads], False
+        options = {**self.options, "fused": False} if sparse else self.options
         with torch.no_grad():
             if self.solver == "adam":
                 exp_avgs, exp_avg_sqs, steps = state  # [] below: no AMSGrad maxima
-                adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=self.learning_rate, **self.options)
+                adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=self.learning_rate, **options)
             else:
                 velocities = cast(list[torch.Tensor | None], state[0])  # the type sgd() declares
-                sgd(params, grads, velocities, lr=self.learning_rate, **self.options)
+                sgd(params, grads, velocities, sparse, lr=self.learning_rate, **options)
 
-    def to(self, device: torch.device | str) -> _Optimizer:
-        """Move the state to ``device``, in place (the parameters move with their module)."""
-        self.state = [[t.to(device) for t in tensors] for tensors in self.state]
-        return self
+    def copy_for(self, params: list[torch.Tensor], device: torch.device | str) -> _Optimizer:
+        """A copy of this optimizer that steps ``params`` (copies of its parameters, in their order),
+        its state copied to ``device``."""
+        twin = copy.copy(self)
+        twin.params = params
+        twin.state = [[t.to(device, copy=True) for t in tensors] for tensors in self.state]
+        return twin
 
 
 class _TorchEstimator(BaseEstimator):
@@ -375,7 +438,9 @@ class _TorchEstimator(BaseEstimator):
     ) -> _Estimator:
         before = dict(vars(self))
         try:
-            return self._fit_or_raise(X, y, sample_weight, incremental=incremental, classes=classes)
+            # Training needs autograd, also inside a caller's no_grad() or inference_mode() block.
+            with torch.inference_mode(False), torch.enable_grad():
+                return self._fit_or_raise(X, y, sample_weight, incremental=incremental, classes=classes)
         except BaseException:
             # A failed fit leaves every attribute as it was (validate_data resets n_features_in_ early);
             # module_ and the optimizer were never touched: training ran on copies (see _resume).
@@ -388,29 +453,29 @@ class _TorchEstimator(BaseEstimator):
     ) -> _Estimator:
         keep = self._check_params(incremental)
         X_, y_, device = self._validate_X_y(X, y, reset=not keep)
-        w = self._check_weights(sample_weight, X_)
+        # The network's dtype is X's, as in MLP (L-BFGS ends in float64: see _train_lbfgs); targets and
+        # weights follow it. Continued training casts X to the network's dtype, a batch at a time.
+        dtype = self._dtype() if keep else X_.dtype
+        w = self._check_weights(sample_weight, X_.shape[0], dtype)
         Y, self.out_activation_ = self._encode_targets(
-            y_, X_.dtype, keep=keep, incremental=incremental, classes=classes
+            y_, dtype, keep=keep, incremental=incremental, classes=classes
         )
         self.n_outputs_ = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
-        w = self._weigh_classes(w, y_, X_.dtype)
+        w = self._weigh_classes(w, y_, dtype)
         # MLP's random stream: the same random_state draws the same initial weights and shuffles. A
         # copy of the stream is continued, so a failed call leaves the fitted one as it was.
         rng = copy.deepcopy(self._rng) if keep else _random_state(self.random_state)
         cuda = [device] if device.type == "cuda" else []
         with _private_global_rng(self.module is not None, cuda):
-            if keep:
-                module, optimizer = self._resume(device, incremental, cuda)
-            else:
-                module, optimizer = self._start(X_.shape[1], torch_dtype(X_.dtype), device, rng)
+            module = self._resume(device, cuda) if keep else self._start(X_, device, rng, cuda)
             X_, Y, w, val = self._hold_out(X_, Y, y_, w, rng, keep=keep)
-            X_t = X_ if hasattr(X_, "tocsr") else to_tensor(X_, device=device)
-            w_t = None if w is None else to_tensor(w, device=device)
-            data = _Rows(X_t, to_tensor(Y, device=device), w, w_t)
-            self._check_outputs(module, data)
+            data = _rows(X_, Y, w, device, torch_dtype(dtype))
+            self._check_outputs(module, data)  # a dry run, which also sizes lazy layers (nn.LazyLinear)
+            optimizer = self._make_optimizer(module, device, resume=keep and incremental)
             if val is not None and self.scoring not in (None, "loss"):
                 self._validation_score(module, val, device)  # a scorer that cannot work fails before training
-            record = self._train(module, optimizer, data, val, rng, incremental=incremental, keep=keep)
+            with _threads_for(self._step_rows(module, data) * sum(p.numel() for p in module.parameters())):
+                record = self._train(module, optimizer, data, val, rng, incremental=incremental, keep=keep)
             global_states = _global_rng_states(cuda) if self.module is not None else None
         module.eval()  # predict is pure: it relies on eval mode and never toggles it
         self.module_, self._optimizer, self._shape = module, optimizer, self._shape_params()
@@ -487,6 +552,55 @@ class _TorchEstimator(BaseEstimator):
             raise TypeError(
                 f"module must be a callable (n_features_in, n_outputs) -> nn.Module, got {self.module!r}"
             )
+        if self.module is not None:
+            self._module_kwargs()  # raises where a size would be ignored
+
+    def _module_kwargs(self) -> dict[str, Any]:
+        """What the module factory is called with besides (n_features_in, n_outputs): MLP's
+        hidden_layer_sizes and activation, where it takes arguments of those names, so that an MLP
+        parameter grid sizes a custom network too. A value it would not see must be the default:
+        nothing is silently ignored."""
+        taken = _keywords_taken(cast(Callable[..., Any], self.module))
+        kwargs: dict[str, Any] = {}
+        for name, value, default in (
+            ("hidden_layer_sizes", self._hidden_sizes(), [100]),
+            ("activation", self.activation, "relu"),
+        ):
+            if name in taken:
+                kwargs[name] = tuple(value) if name == "hidden_layer_sizes" else value
+            elif value != default:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} would be ignored: module={self.module!r} takes no "
+                    f"{name} argument. Add one to it (e.g. def net(n_in, n_out, {name}=...)), leave "
+                    f"{name} at its default, or size the module with module__<argument>=..."
+                )
+        return kwargs
+
+    def set_params(self, **params: Any) -> Any:
+        """Set parameters, as in scikit-learn. ``module__<name>=value`` binds a keyword argument of the
+        module factory (``module`` becomes ``functools.partial(module, <name>=value)``), so a search
+        can size a custom network: ``{"clf__module__width": [32, 64]}``."""
+        bound = {
+            k.removeprefix("module__"): params.pop(k) for k in [k for k in params if k.startswith("module__")]
+        }
+        if bound:
+            factory = params.get("module", self.module)
+            if factory is None:
+                names = ", ".join(f"module__{k}" for k in bound)
+                raise ValueError(
+                    f"{names} binds arguments of the module factory, but module=None (the built-in MLP, "
+                    f"sized by hidden_layer_sizes): set module= first"
+                )
+            params["module"] = functools.partial(factory, **bound)
+        return super().set_params(**params)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters, as in scikit-learn; with ``deep``, also the keywords ``module__<name>`` bound by
+        set_params, so that ``set_params(**get_params())`` is a round trip."""
+        params: dict[str, Any] = super().get_params(deep=deep)
+        if deep and isinstance(self.module, functools.partial):
+            params.update({f"module__{k}": v for k, v in self.module.keywords.items()})
+        return params
 
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes  # an int is one hidden layer, as in MLP
@@ -494,8 +608,11 @@ class _TorchEstimator(BaseEstimator):
 
     def _shape_params(self) -> dict[str, Any]:
         """The parameters the network's shape follows from."""
+        if isinstance(self.module, functools.partial):  # set_params makes a new one each time: compare
+            factory = self.module  # what it binds
+            return {"module": (factory.func, factory.args, factory.keywords), **self._module_kwargs()}
         if self.module is not None:
-            return {"module": self.module}
+            return {"module": self.module, **self._module_kwargs()}
         return {"module": None, "hidden_layer_sizes": self._hidden_sizes(), "activation": self.activation}
 
     def _validate_X_y(self, X: Any, y: Any, *, reset: bool) -> tuple[Any, NDArray, torch.device]:
@@ -512,7 +629,10 @@ class _TorchEstimator(BaseEstimator):
             multi_output=True,
             y_numeric=not is_classifier(self),
         )
-        return _canonical(X_), y_, device
+        # A sparse y (MultiLabelBinarizer(sparse_output=True)) is densified, as MLP does; the
+        # classifier then predicts a sparse indicator matrix, as MLP does.
+        self._sparse_y = scipy.sparse.issparse(y_)
+        return _canonical(X_), y_.toarray() if self._sparse_y else y_, device
 
     def _resolve_device(self, X: Any) -> torch.device:
         # Where X lives: predict under dispatch insists on it (_check_library).
@@ -528,8 +648,7 @@ class _TorchEstimator(BaseEstimator):
                 raise ValueError(
                     f"device={self.device!r} is no device torch knows, e.g. 'cpu' or 'cuda:0'"
                 ) from err
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} asks for CUDA, which is not available here; use 'cpu'")
+        _check_device(device)
         return torch.device("cpu") if device.type == "cpu" else device  # "cpu:0" is the same memory
 
     def _weigh_classes(self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any]) -> NDArray | None:
@@ -539,16 +658,16 @@ class _TorchEstimator(BaseEstimator):
     def _dtype(self) -> np.dtype[Any]:
         return numpy_dtype(next(self.module_.parameters()).dtype)
 
-    def _check_weights(self, sample_weight: Any, X: Any) -> NDArray | None:
+    def _check_weights(self, sample_weight: Any, n: int, dtype: np.dtype[Any]) -> NDArray | None:
         if sample_weight is None:
             return None
         if isinstance(sample_weight, Real):  # one weight for every sample, as MLP accepts
-            sample_weight = np.full(X.shape[0], sample_weight)
+            sample_weight = np.full(n, sample_weight)
         w: NDArray = check_array(
-            _host(sample_weight), ensure_2d=False, dtype=X.dtype, input_name="sample_weight"
+            _host(sample_weight), ensure_2d=False, dtype=dtype, input_name="sample_weight"
         )
-        if w.shape != (X.shape[0],):
-            raise ValueError(f"sample_weight has shape {w.shape}; expected ({X.shape[0]},), one per sample")
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},), one per sample")
         if (w < 0).any() or not w.any():
             raise ValueError("sample_weight must be >= 0 with at least one non-zero weight")
         return w
@@ -566,13 +685,18 @@ class _TorchEstimator(BaseEstimator):
             self._split_state = None
         if not self.early_stopping or self.solver == "lbfgs":
             return X, Y, w, None
+        if self.validation_fraction == 0:
+            raise ValueError(
+                "early_stopping needs a validation split, and validation_fraction=0 holds out none: "
+                "set validation_fraction in (0, 1), e.g. 0.1, or early_stopping=False"
+            )
         if self._split_state is None:  # the first fit that splits: MLP's draws, remembered
             self._split_state = rng.get_state(legacy=False)
             splitter = rng
         else:
             splitter = np.random.RandomState()
             splitter.set_state(self._split_state)
-        stratify = y if is_classifier(self) and y.ndim == 1 else None
+        stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None  # as MLP: binary only
         parts = [X, Y, y] + ([] if w is None else [w])
         split = train_test_split(
             *parts, test_size=float(self.validation_fraction), random_state=splitter, stratify=stratify
@@ -585,22 +709,28 @@ class _TorchEstimator(BaseEstimator):
                 f"validation_fraction, add data, or set early_stopping=False"
             )
         w_tr, w_val = (split[6], split[7]) if w is not None else (None, None)
+        for part, weights in (("training", w_tr), ("validation", w_val)):
+            if weights is not None and not weights.any():
+                raise ValueError(
+                    f"every sample of the {part} part weighs 0 after the early-stopping split "
+                    f"(validation_fraction={self.validation_fraction}): weigh more samples, or set "
+                    f"early_stopping=False"
+                )
         return X_tr, Y_tr, w_tr, _Held(X_val, y_val, Y_val, w_val)
 
     def _start(
-        self, n_in: int, dtype: torch.dtype, device: torch.device, rng: np.random.RandomState
-    ) -> tuple[nn.Module, _Optimizer | None]:
-        """A new module and its optimizer."""
-        if self.module is not None:  # the module's own draws come from this (forked) global stream
-            torch.manual_seed(int(rng.randint(2**31 - 1)))
-        module = self._build_module(n_in, dtype, device, rng)
-        return module, self._make_optimizer(module)
+        self, X: Any, device: torch.device, rng: np.random.RandomState, cuda: list[torch.device]
+    ) -> nn.Module:
+        """A new module, in X's dtype."""
+        if self.module is not None:  # the module's own draws come from the (forked) global streams
+            _seed_global_generators(int(rng.randint(2**31 - 1)), cuda)
+        return self._build_module(X.shape[1], torch_dtype(X.dtype), device, rng)
 
     def _build_module(
         self, n_in: int, dtype: torch.dtype, device: torch.device, rng: np.random.RandomState
     ) -> nn.Module:
         if self.module is not None:
-            module = self.module(n_in, self.n_outputs_)
+            module = self.module(n_in, self.n_outputs_, **self._module_kwargs())
             if not isinstance(module, nn.Module):
                 raise TypeError(
                     f"module({n_in}, {self.n_outputs_}) returned {type(module).__name__}, not an nn.Module"
@@ -622,28 +752,21 @@ class _TorchEstimator(BaseEstimator):
             layers += [layer, _ACTIVATIONS[self.activation]()]
         return _MLP(*layers[:-1])  # no activation after the output layer
 
-    def _resume(
-        self, device: torch.device, incremental: bool, cuda: list[torch.device]
-    ) -> tuple[nn.Module, _Optimizer | None]:
-        """Copies of the fitted module (and of its optimizer, for partial_fit) to train on.
-
-        module_ and its optimizer stay untouched until the fit succeeds, so a failed call changes
-        nothing. As in MLP, partial_fit continues the optimizer and a warm-started fit starts a new one.
-        """
+    def _resume(self, device: torch.device, cuda: list[torch.device]) -> nn.Module:
+        """A copy of the fitted module to train on: module_ stays untouched until the fit succeeds, so
+        a failed call changes nothing."""
         if self._global_rng_states is not None:  # a custom module's stream continues too
             _set_global_rng_states(self._global_rng_states, cuda)
-        if incremental and self._optimizer is not None:
-            # One deepcopy of both, so the copied optimizer points at the copied parameters.
-            module, optimizer = copy.deepcopy((self.module_, self._optimizer))
-            # .to moves parameters in place, so the optimizer's references stay valid; its state moves too
-            return module.to(device), optimizer.to(device)
-        module = copy.deepcopy(self.module_).to(device)
-        return module, self._make_optimizer(module)
+        return copy.deepcopy(self.module_).to(device)
 
-    def _make_optimizer(self, module: nn.Module) -> _Optimizer | None:
+    def _make_optimizer(self, module: nn.Module, device: torch.device, *, resume: bool) -> _Optimizer | None:
+        """The optimizer for ``module``: as in MLP, partial_fit continues the fitted one (a copy of it)
+        and every fit starts a new one. None for L-BFGS, which SciPy runs (see _train_lbfgs)."""
         if self.solver == "lbfgs":
-            return None  # SciPy runs L-BFGS (see _train_lbfgs)
+            return None
         params: list[torch.Tensor] = list(module.parameters())
+        if resume and self._optimizer is not None:
+            return self._optimizer.copy_for(params, device)
         lr = float(self.learning_rate_init)  # torch wants Python floats
         if self.solver == "sgd":
             nesterov = self.nesterovs_momentum and self.momentum > 0
@@ -658,7 +781,7 @@ class _TorchEstimator(BaseEstimator):
         eval mode without gradients, so no layer updates its statistics or draws a random number."""
         module.eval()
         with torch.no_grad():
-            raw = module(_batch(module, data.X, slice(0, 2), data.Y.device))
+            raw = module(_batch(module, data.X, slice(0, 2), data.Y.device, data.dtype))
         expected = (min(2, data.n), self.n_outputs_)
         if not isinstance(raw, torch.Tensor):
             raise TypeError(f"the module returned {type(raw).__name__}; it must return one tensor")
@@ -668,6 +791,10 @@ class _TorchEstimator(BaseEstimator):
                 f"outputs of shape (batch, n_outputs) = {expected}, e.g. end with nn.Linear(..., "
                 f"{self.n_outputs_})"
             )
+        self._check_raw(raw)
+
+    def _check_raw(self, raw: torch.Tensor) -> None:
+        """Refuse outputs that cannot be raw scores for this estimator's loss (the classifier's)."""
 
     # --- training: epochs of mini-batch steps, or L-BFGS ---------------------------------------
 
@@ -691,31 +818,45 @@ class _TorchEstimator(BaseEstimator):
         t = self.t_ if keep else 0
         # Under warm start the current weights are the best validated so far.
         best = copy.deepcopy(module.state_dict()) if keep and val is not None else None
-        for _ in range(1 if incremental else self.max_iter):
-            # MLP's draws; a fresh permutation each epoch, so that partial_fit repeats fit exactly.
-            order = rng.permutation(data.n) if self.shuffle else None
-            loss = self._epoch(module, optimizer, data, order)
-            n_iter, t = n_iter + 1, t + data.n
-            if self.verbose:
-                print(f"Iteration {n_iter}, loss = {loss:.8f}")
-            progress.add_loss(loss, self.tol)
-            if val is None:
-                self._check_finite(loss, n_iter)
-            elif progress.add_score(self._validation_score(module, val, data.Y.device), self.tol):
-                best = copy.deepcopy(module.state_dict())
-            self._schedule(optimizer, t)
-            if progress.stalled > self.n_iter_no_change:
-                if self._stop_or_slow_down(optimizer):
-                    break
-                progress.stalled = 0
-        else:
-            if not incremental:
-                _warn_not_converged(f"max_iter={self.max_iter} epochs ended training")
+        first = n_iter
+        try:
+            for _ in range(1 if incremental else self.max_iter):
+                # MLP's draws; a fresh permutation each epoch, so that partial_fit repeats fit exactly.
+                order = rng.permutation(data.n) if self.shuffle else None
+                loss = self._epoch(module, optimizer, data, order)
+                n_iter, t = n_iter + 1, t + data.n
+                if self.verbose:
+                    print(f"Iteration {n_iter}, loss = {loss:.8f}")
+                progress.add_loss(loss, self.tol)
+                if val is None:
+                    self._check_finite(loss, n_iter)
+                elif progress.add_score(self._validation_score(module, val, data.Y.device), self.tol):
+                    best = copy.deepcopy(module.state_dict())
+                self._schedule(optimizer, t)
+                if progress.stalled > self.n_iter_no_change:
+                    if self._stop_or_slow_down(optimizer):
+                        break
+                    progress.stalled = 0
+            else:
+                if not incremental:
+                    _warn_not_converged(f"max_iter={self.max_iter} epochs ended training")
+        except KeyboardInterrupt:
+            # As MLP: Ctrl-C in a notebook ends training and keeps what it trained, epochs whole or
+            # not. Before the first epoch ends there is nothing to record: the fit fails as any other.
+            if n_iter == first:
+                raise
+            _warn(f"training was interrupted (KeyboardInterrupt) after {n_iter - first} epochs", UserWarning)
         if val is not None:
             if best is None:
                 raise ValueError("no validation score was finite: scale the data or lower learning_rate_init")
             module.load_state_dict(best)  # early stopping keeps the best validated weights
         return {**progress.attributes(), "n_iter_": n_iter, "t_": t}
+
+    def _step_rows(self, module: nn.Module, data: _Rows) -> int:
+        """Rows a training step computes: a batch, or for L-BFGS a chunk of the full batch."""
+        if self.solver == "lbfgs":
+            return min(_chunk_rows(module, data.X), data.n)
+        return min(200 if self.batch_size == "auto" else int(self.batch_size), data.n)
 
     def _progress(self, keep: bool, *, early_stopping: bool) -> _Progress:
         if not keep:
@@ -733,8 +874,7 @@ class _TorchEstimator(BaseEstimator):
     def _epoch(self, module: nn.Module, optimizer: _Optimizer, data: _Rows, order: NDArray | None) -> float:
         """One pass over the rows (in ``order``, if given) in mini-batches, one step each; the epoch's
         loss as MLP reports it."""
-        n = data.n
-        batch = min(200 if self.batch_size == "auto" else int(self.batch_size), n)
+        n, batch = data.n, self._step_rows(module, data)
         starts = range(0, n, batch)
         # Each batch's loss is a weighted mean: divided by its weight (MLP's sw_sum), computed here
         # for the whole epoch at once, on the host, so no step waits on the device.
@@ -753,7 +893,7 @@ class _TorchEstimator(BaseEstimator):
             losses.append(self._step(module, optimizer, matrices, data, rows, weight))
         # As MLP reports it: every batch adds the L2 term (here with the epoch's final weights).
         penalty = self._penalty(matrices) * len(losses)
-        return (float(torch.stack(losses).sum()) + penalty) / sum(weights)
+        return (self._reported(losses) + penalty) / sum(weights)
 
     def _step(
         self,
@@ -763,19 +903,27 @@ class _TorchEstimator(BaseEstimator):
         data: _Rows,
         rows: slice | torch.Tensor,
         weight: float,
-    ) -> torch.Tensor:
-        """One optimizer step on ``rows``; returns their summed (weighted) data loss, detached."""
-        data_loss = self._batch_loss(module, data, rows)
+    ) -> _Losses:
+        """One optimizer step on ``rows``; returns their losses, detached."""
+        losses = self._batch_loss(module, data, rows)
         optimizer.zero_grad()
-        torch.autograd.backward(data_loss / weight)
+        torch.autograd.backward(losses.total() / weight)
         self._add_penalty_gradient(matrices, weight)
         optimizer.step()
-        return data_loss.detach()
+        return losses.detach()
 
-    def _batch_loss(self, module: nn.Module, data: _Rows, rows: slice | torch.Tensor) -> torch.Tensor:
-        """The sum of the (weighted) per-sample losses over ``rows``."""
-        w = None if data.w_t is None else _take(data.w_t, rows)
-        return self._loss(module(_batch(module, data.X, rows, data.Y.device)), _take(data.Y, rows), w)
+    def _batch_loss(self, module: nn.Module, data: _Rows, rows: slice | torch.Tensor) -> _Losses:
+        """The losses of ``rows``, with their sample weights."""
+        raw = module(_batch(module, data.X, rows, data.Y.device, data.dtype))
+        return _Losses(
+            self._losses(raw, _take(data.Y, rows)), None if data.w_t is None else _take(data.w_t, rows)
+        )
+
+    def _reported(self, parts: list[_Losses]) -> float:
+        """The (weighted) sum of the losses in ``parts`` as MLP reports them (see _shown)."""
+        shown = self._shown(torch.cat([part.losses for part in parts]))
+        weights = None if parts[0].w is None else torch.cat([cast(torch.Tensor, part.w) for part in parts])
+        return float(_Losses(shown, weights).total())
 
     # MLP's L2 term, 0.5 * alpha * ||W||^2 summed over the weight matrices, is added by hand, outside
     # autograd: its value to the loss, its gradient to the matrices' gradients. One norm per matrix
@@ -788,10 +936,15 @@ class _TorchEstimator(BaseEstimator):
 
     def _add_penalty_gradient(self, matrices: list[torch.Tensor], weight: float) -> None:
         """Add alpha * W / ``weight`` to the gradient of each matrix W that has one."""
+        if self.alpha == 0:
+            return
         with torch.no_grad():
             for W in matrices:
-                if W.grad is not None:
-                    W.grad.add_(W, alpha=self.alpha / weight)
+                if W.grad is None:
+                    continue
+                if W.grad.is_sparse:  # nn.Embedding(sparse=True): the L2 term reaches every row
+                    W.grad = W.grad.to_dense()
+                W.grad.add_(W, alpha=self.alpha / weight)
 
     def _validation_score(self, module: nn.Module, val: _Held, device: torch.device) -> float:
         module.eval()
@@ -809,14 +962,17 @@ class _TorchEstimator(BaseEstimator):
             raw = self._map_chunks(module, val.X, device, lambda raw: raw)
             w = None if val.w is None else to_tensor(val.w, device=device)
             total = len(val.y) if val.w is None else float(val.w.sum())
-            return -float(self._loss(raw, to_tensor(val.Y, device=device), w)) / total
-        # A scorer calls predict on an estimator: a shallow view of this one, predicting with module.
+            return -self._reported([_Losses(self._losses(raw, to_tensor(val.Y, device=device)), w)]) / total
+        # A scorer calls predict on an estimator: a shallow view of this one, predicting with module
+        # from the split, which is NumPy (so the view takes NumPy under array API dispatch too).
         view = type(self).__new__(type(self))
-        view.__dict__.update(vars(self), module_=module)
-        view.__dict__.pop("feature_names_in_", None)  # the split is NumPy: no names to check
-        kwargs = {} if val.w is None else {"sample_weight": val.w}
+        view.__dict__.update(vars(self), module_=module, _fit_library=None)
+        view.__dict__.pop("feature_names_in_", None)  # no names to check either
+        scorer = check_scoring(self, scoring=self.scoring)
+        # A plain scorer(estimator, X, y) is called as it is written: without weights.
+        weighted = val.w is not None and "sample_weight" in _keywords_taken(scorer)
         try:
-            return float(check_scoring(self, scoring=self.scoring)(view, val.X, val.y, **kwargs))
+            return float(scorer(view, val.X, val.y, **({"sample_weight": val.w} if weighted else {})))
         except (AttributeError, TypeError, ValueError) as err:
             raise ValueError(f"scoring={self.scoring!r} cannot score {type(self).__name__}: {err}") from err
 
@@ -849,25 +1005,31 @@ class _TorchEstimator(BaseEstimator):
 
     def _train_lbfgs(self, module: nn.Module, data: _Rows) -> dict[str, Any]:
         """Full-batch L-BFGS as MLP runs it: SciPy's L-BFGS-B with max_iter, max_fun and gtol=tol, on
-        the loss and gradient autograd computes (in chunks of rows for sparse input)."""
-        params = list(module.parameters())
+        MLP's loss (which clips probabilities) and the gradient autograd computes, in chunks of rows.
+
+        As in MLP, the start is in the network's dtype, so SciPy hands back points in it (it rounds
+        them to x0's dtype) and the network computes in it; the result is SciPy's float64 point,
+        unrounded: L-BFGS leaves MLP's weights, and ours, in float64 (predictions follow).
+        """
+        params: list[torch.Tensor] = [p for p in module.parameters() if p.requires_grad]
         total_weight = data.n if data.w is None else float(data.w.sum())
+        with _flat_parameters(params) as (flat, gradient):
 
-        def loss_and_gradient(x: NDArray) -> tuple[float, NDArray]:
-            _unflatten(x, params)
-            loss = self._full_batch_loss(module, data, total_weight)
-            gradient = _flatten([torch.zeros_like(p) if p.grad is None else p.grad for p in params])
-            return loss, to_numpy(gradient, dtype=np.float64)
+            def loss_and_gradient(x: NDArray) -> tuple[float, NDArray]:
+                flat.copy_(to_tensor(x))
+                loss = self._full_batch_loss(module, params, data, total_weight, gradient)
+                return loss, to_numpy(gradient, dtype=np.float64, copy=True)  # SciPy keeps each one
 
-        x0 = to_numpy(_flatten(params).detach(), dtype=np.float64)
-        result = scipy.optimize.minimize(
-            loss_and_gradient,
-            x0,
-            method="L-BFGS-B",
-            jac=True,
-            options={"maxiter": self.max_iter, "maxfun": self.max_fun, "gtol": self.tol},
-        )
-        _unflatten(result.x, params)
+            result = scipy.optimize.minimize(
+                loss_and_gradient,
+                to_numpy(flat, copy=True),
+                method="L-BFGS-B",
+                jac=True,
+                options={"maxiter": self.max_iter, "maxfun": self.max_fun, "gtol": self.tol},
+            )
+        module.to(torch.float64)  # in place: params stay the module's parameters
+        with _flat_parameters(params) as (flat, _):
+            flat.copy_(to_tensor(result.x))
         loss = float(result.fun)
         if not np.isfinite(loss):
             raise ValueError(f"the training loss became {loss}; scale the data or add alpha")
@@ -885,20 +1047,26 @@ class _TorchEstimator(BaseEstimator):
             "_no_improvement_count": 0,
         }
 
-    def _full_batch_loss(self, module: nn.Module, data: _Rows, total_weight: float) -> float:
-        """MLP's loss over all rows, weighted mean plus L2 term; leaves its gradient in ``.grad``."""
-        params = list(module.parameters())
-        for p in params:  # zero, not None, so that every trained matrix receives the L2 term's gradient
-            p.grad = torch.zeros_like(p) if p.requires_grad else None
-        step = _chunk_rows(module, data.X) if hasattr(data.X, "tocsr") else max(data.n, 1)
-        total = 0.0
-        for start in range(0, data.n, step):
-            data_loss = self._batch_loss(module, data, slice(start, start + step)) / total_weight
-            torch.autograd.backward(data_loss)
-            total += float(data_loss.detach())
+    def _full_batch_loss(
+        self,
+        module: nn.Module,
+        params: list[torch.Tensor],
+        data: _Rows,
+        total_weight: float,
+        gradient: torch.Tensor,
+    ) -> float:
+        """MLP's loss over all rows, weighted mean plus L2 term; leaves its gradient in ``gradient``,
+        the vector the parameters' gradients are views of (see _flat_parameters)."""
+        gradient.zero_()
+        step = _chunk_rows(module, data.X)
+        parts = []
+        for start in range(0, data.n, step):  # chunks bound the memory of activations
+            losses = self._batch_loss(module, data, slice(start, start + step))
+            torch.autograd.backward(losses.total() / total_weight)  # accumulates into gradient
+            parts.append(losses.detach())
         matrices = _weight_matrices(params)
         self._add_penalty_gradient(matrices, total_weight)
-        return total + self._penalty(matrices) / total_weight
+        return (self._reported(parts) + self._penalty(matrices)) / total_weight
 
     # --- inference -------------------------------------------------------------------------------
 
@@ -925,12 +1093,14 @@ class _TorchEstimator(BaseEstimator):
 
     def _forward(self, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``fn`` of the module's raw outputs for ``X``: a tensor on the module's device, floating
-        results in X's dtype (float32 or float64, as validate_data makes it) as in MLP."""
+        results in the wider of X's dtype (float32 or float64, as validate_data makes it) and the
+        module's, as NumPy's promotion makes MLP's."""
         weight = next(self.module_.parameters())  # inference runs where the module lives, in its dtype
         X_ = validate_data(self, _host(X), reset=False, accept_sparse="csr", dtype=(np.float64, np.float32))
         X_ = _canonical(X_)
         out = self._map_chunks(self.module_, X_, weight.device, fn, weight.dtype)
-        return out.to(torch_dtype(X_.dtype)) if out.is_floating_point() else out
+        wider = torch.promote_types(torch_dtype(X_.dtype), weight.dtype)
+        return out.to(wider) if out.is_floating_point() else out
 
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = super().__getstate__()
@@ -944,8 +1114,13 @@ class _TorchEstimator(BaseEstimator):
         """Targets as the loss takes them, and the output activation's name."""
         raise NotImplementedError
 
-    def _loss(self, raw: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        """The sum over samples of the per-sample loss (weighted by ``w``) of raw outputs."""
+    def _losses(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of each sample, (n,), or of each sample's output, (n, n_outputs): what training
+        differentiates (MLP's gradient is this sum's)."""
+        raise NotImplementedError
+
+    def _shown(self, losses: torch.Tensor) -> torch.Tensor:
+        """Each sample's loss as MLP reports it, (n,), from ``_losses``'s values."""
         raise NotImplementedError
 
     def _score_module(
@@ -1121,13 +1296,31 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
             raise ValueError("every sample weighs 0 once class_weight is applied; raise some factors")
         return weighted
 
-    def _loss(self, raw: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        if target.ndim == 1:  # class indices: softmax cross-entropy
-            if w is None:
-                return F.cross_entropy(raw, target, reduction="sum")
-            return F.cross_entropy(raw, target, reduction="none") @ w
-        weight = None if w is None else w[:, None]  # logistic outputs: their losses add up, as in MLP
-        return F.binary_cross_entropy_with_logits(raw, target, weight=weight, reduction="sum")
+    def _losses(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.ndim == 1:  # class indices: softmax cross-entropy, (n,)
+            return F.cross_entropy(raw, target, reduction="none")
+        return F.binary_cross_entropy_with_logits(raw, target, reduction="none")  # logistic: (n, n_outputs)
+
+    def _shown(self, losses: torch.Tensor) -> torch.Tensor:
+        # MLP's log-loss clips each probability to [eps, 1 - eps] (its gradient does not): each
+        # -log(p) to [-log(1 - eps), -log(eps)]. Logistic outputs' losses add up, as in MLP.
+        eps = torch.finfo(losses.dtype).eps
+        clipped = losses.clamp(-math.log1p(-eps), -math.log(eps))
+        return clipped.sum(1) if clipped.ndim == 2 else clipped
+
+    def _check_raw(self, raw: torch.Tensor) -> None:
+        # Rows of probabilities are raw scores only by accident: at two rows of an untrained network,
+        # the accident does not happen. Softmax on probabilities trains to chance, silently.
+        if (
+            self.out_activation_ == "softmax"
+            and bool((raw >= 0).all())
+            and torch.allclose(raw.sum(1), torch.ones_like(raw[:, 0]), atol=1e-4)
+        ):
+            raise ValueError(
+                "the module's outputs are probabilities (each row is >= 0 and sums to 1): it seems to end "
+                "in softmax, which the estimator applies itself; return raw scores (logits), e.g. drop a "
+                "final nn.Softmax (nn.LogSoftmax is fine)"
+            )
 
     def _probabilities(self, raw: torch.Tensor) -> torch.Tensor:
         if self.out_activation_ == "softmax":
@@ -1185,7 +1378,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         _check_library(self, X, "predict")
         if self.out_activation_ == "logistic" and self.n_outputs_ > 1:
             indicator = self._forward(X, lambda raw: self._probabilities(raw) > 0.5)
-            return _to_caller(X, indicator.to(torch_dtype(self.classes_.dtype)))
+            indicator = indicator.to(torch_dtype(self.classes_.dtype))
+            return _sparse(to_numpy(indicator)) if self._sparse_y else _to_caller(X, indicator)
         index = self._forward(X, self._most_probable)
         if _tensor_out(X) and self.classes_.dtype.kind in "biuf":
             return _to_caller(X, to_tensor(self.classes_, device=index.device)[index])
@@ -1281,12 +1475,15 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
             raise ValueError(f"y has {Y.shape[1]} outputs; the fitted model has {self.n_outputs_}")
         return Y, "exp" if self.loss == "poisson" else "identity"
 
-    def _loss(self, raw: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    def _losses(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.loss == "poisson":  # MLP's Poisson deviance / 2, raw being the log-mean
-            per_sample = (raw.exp() - target * raw + torch.xlogy(target, target) - target).sum(1)
-        else:  # half the squared error, averaged over the outputs
-            per_sample = (raw - target).square().mean(1) * 0.5
-        return per_sample.sum() if w is None else per_sample @ w
+            return raw.exp() - target * raw + torch.xlogy(target, target) - target
+        return (raw - target).square() * 0.5  # half the squared error
+
+    def _shown(self, losses: torch.Tensor) -> torch.Tensor:
+        # MLP reports the squared error averaged over the outputs, but steps on its sum's gradient;
+        # Poisson deviances add up in both.
+        return losses.sum(1) if self.loss == "poisson" else losses.mean(1)
 
     def _mean(self, raw: torch.Tensor) -> torch.Tensor:
         return raw.exp() if self.loss == "poisson" else raw
@@ -1355,6 +1552,13 @@ def _to_caller(X: Any, out: torch.Tensor) -> Output:
     return converted
 
 
+def _sparse(indicator: NDArray) -> Any:
+    """A CSR matrix of ``indicator``, as MLP predicts for a sparse y: scikit-learn's sparse interface
+    setting (1.9 and later) says whether a scipy.sparse array or matrix."""
+    sparray = get_config().get("sparse_interface") == "sparray"
+    return (scipy.sparse.csr_array if sparray else scipy.sparse.csr_matrix)(indicator)
+
+
 def _library_name(X: Any) -> str:
     if isinstance(X, torch.Tensor):
         return "torch"
@@ -1398,13 +1602,17 @@ def _batch(
 ) -> torch.Tensor | _CSRRows:
     """Rows of ``X`` on ``device`` (cast to ``dtype``) as ``module`` takes them.
 
-    Rows of a sparse matrix stay sparse: as _CSRRows for the built-in MLP, whose first layer multiplies
-    them as they are, and as a COO tensor for a module that says it takes one (``accepts_sparse =
-    True``). Any other module gets them densified, and only them.
+    A module of the caller's gets the rows in memory of its own: it may write its input
+    (``nn.ReLU(inplace=True)`` first), and X is the caller's. The built-in MLP, whose first layer only
+    reads, gets views of X where the bridge allows them. Rows of a sparse matrix stay sparse: as
+    _CSRRows for the built-in MLP, whose first layer multiplies them as they are, and as a COO tensor
+    for a module that says it takes one (``accepts_sparse = True``). Any other module gets them
+    densified, and only them.
     """
+    own = isinstance(rows, slice) and not isinstance(module, _MLP)  # a slice would be a view of X
     if isinstance(X, torch.Tensor):
         part = _take(X, rows)
-        return part if dtype is None else part.to(dtype)
+        return part if dtype is None and not own else part.to(dtype=dtype, copy=own)
     if isinstance(rows, torch.Tensor):
         rows = to_numpy(rows.cpu())
     if isinstance(module, _MLP) and getattr(X, "format", None) == "csr":
@@ -1418,7 +1626,7 @@ def _batch(
         )
     part = X[rows]
     if not hasattr(part, "tocoo"):
-        return to_tensor(part, dtype=dtype, device=device)
+        return to_tensor(part, dtype=dtype, device=device, copy=True if own else None)
     if not getattr(module, "accepts_sparse", False):
         return to_tensor(part.toarray(), dtype=dtype, device=device)
     coo = part.tocoo()  # rows of a canonical CSR matrix: sorted, no duplicates, hence coalesced
@@ -1476,24 +1684,29 @@ def _chunk_rows(module: nn.Module, X: Any, *, inference: bool = False) -> int:
 def _to_cpu(module: nn.Module, optimizer: _Optimizer | None) -> tuple[nn.Module, _Optimizer | None]:
     if all(p.is_cpu for p in module.parameters()):
         return module, optimizer
-    module, optimizer = copy.deepcopy((module, optimizer))
-    module.cpu()  # moves parameters in place, so the optimizer's references stay valid
-    return module, None if optimizer is None else optimizer.to("cpu")
+    module = copy.deepcopy(module).cpu()
+    return module, None if optimizer is None else optimizer.copy_for(list(module.parameters()), "cpu")
 
 
-def _flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The tensors' elements, one after another, as one vector (what SciPy's optimizers take)."""
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def _unflatten(x: NDArray, params: Sequence[torch.Tensor]) -> None:
-    """Write the vector ``x`` (made by _flatten) back into ``params``, in place."""
-    flat = to_tensor(x, dtype=params[0].dtype, device=params[0].device)
+@contextlib.contextmanager
+def _flat_parameters(params: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``params`` as one vector, the form SciPy's optimizers read and write, and their gradients as
+    another: inside, each parameter's data and gradient are views of the two vectors, so that an
+    evaluation copies one vector in and one out instead of one tensor per parameter. On exit each
+    parameter gets its own memory back (and layout), holding the vector's values."""
+    own = [p.data for p in params]
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    gradient = torch.zeros_like(flat)
     start = 0
-    with torch.no_grad():
-        for p in params:
-            p.copy_(flat[start : start + p.numel()].view(p.shape))
-            start += p.numel()
+    for p in params:
+        p.data, p.grad = (v[start : start + p.numel()].view(p.shape) for v in (flat, gradient))
+        start += p.numel()
+    try:
+        yield flat, gradient
+    finally:
+        with torch.no_grad():
+            for p, memory in zip(params, own, strict=True):
+                p.data, p.grad = memory.copy_(p.data), None
 
 
 def _global_rng_states(cuda: list[torch.device]) -> list[torch.Tensor]:
@@ -1507,11 +1720,73 @@ def _set_global_rng_states(states: list[torch.Tensor], cuda: list[torch.device])
 
 
 def _warn_not_converged(why: str) -> None:
-    warnings.warn(
-        f"training stopped before it converged: {why}; raise max_iter (or tol)",
-        ConvergenceWarning,
-        stacklevel=4,
-    )
+    _warn(f"training stopped before it converged: {why}; raise max_iter (or tol)", ConvergenceWarning)
+
+
+def _warn(message: str, category: type[Warning]) -> None:
+    """Warn from the first frame outside this module: the caller's line, or scikit-learn's when a
+    search or cross-validation calls fit (where ``filterwarnings(module="sklearn")`` reaches it)."""
+    frame: types.FrameType | None = sys._getframe()  # CPython's; 3.12's skip_file_prefixes does this
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def _check_device(device: torch.device) -> None:
+    """Refuse, before any work, a device that this torch build or machine does not have."""
+    backend = getattr(torch, device.type, None)  # torch.cuda, torch.xpu, torch.mps, ...
+    if device.type != "cpu" and not (backend is not None and backend.is_available()):
+        raise ValueError(
+            f"device={str(device)!r}: this torch build or machine has no {device.type.upper()} device; use 'cpu'"
+        )
+    count = getattr(backend, "device_count", None)
+    if device.index is not None and count is not None and device.index >= count():
+        raise ValueError(f"device={str(device)!r}: this machine has {count()} {device.type} devices")
+
+
+def _seed_global_generators(seed: int, cuda: list[torch.device]) -> None:
+    """Seed torch's CPU generator and those of the CUDA devices in ``cuda``, all forked by
+    _private_global_rng: torch.manual_seed would seed every GPU's, which the fork does not restore."""
+    torch.default_generator.manual_seed(seed)
+    for device in cuda:
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+
+
+def _keywords_taken(factory: Callable[..., Any]) -> set[str]:
+    """The arguments ``factory`` takes by name that no functools.partial has bound already."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a callable whose signature Python cannot read
+        return set()
+    bound = set(factory.keywords) if isinstance(factory, functools.partial) else set()
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - bound
+
+
+def _threads_for(work: int) -> contextlib.AbstractContextManager[Any]:
+    """One intra-op thread for training steps of fewer than _PARALLEL_STEP multiply-adds, in this
+    thread only, put back on exit.
+
+    torch runs its operations on a team of OpenMP threads, and every operation waits for the whole
+    team. On a machine whose cores are busy (a browser, other jobs, the other fits of a parallel
+    search) one of them waits for a core, and small steps spent most of their time waiting: a digits
+    fit at batch 32 ran 37x slower than MLP's beside two busy processes on 2 cores, 1.3-1.8x on one
+    thread. Large steps, where threads pay off, keep the caller's setting (bench.py, "threads").
+    OpenMP's thread count is per thread (omp_set_num_threads), so other threads, concurrent fits and
+    the caller after fit see theirs; torch.set_num_threads would also change process-wide pools.
+    """
+    if work >= _PARALLEL_STEP:
+        return contextlib.nullcontext()
+    torch.get_num_threads()  # torch sets this thread's OpenMP count on first use: let it, then limit
+    limiter: contextlib.AbstractContextManager[Any] = _openmp().limit(limits=1)
+    return limiter
+
+
+@functools.cache
+def _openmp() -> Any:
+    """The OpenMP runtimes loaded in this process (torch's among them), found once (about 4 ms)."""
+    return ThreadpoolController().select(user_api="openmp")
 
 
 @contextlib.contextmanager

@@ -67,10 +67,8 @@ def client() -> Iterator[Any]:
 
 def _search(module: Any = None, cv: Any = 3) -> GridSearchCV:
     """A small search whose candidates score differently, so a mix-up of results shows."""
-    pipe = make_pipeline(
-        StandardScaler(),
-        TorchClassifier(hidden_layer_sizes=(8,), module=module, max_iter=20, random_state=0),
-    )
+    size = {"hidden_layer_sizes": (8,)} if module is None else {"module": module}  # a module sizes itself
+    pipe = make_pipeline(StandardScaler(), TorchClassifier(**size, max_iter=20, random_state=0))
     grid = {"torchclassifier__alpha": [1e-4, 1e-1], "torchclassifier__learning_rate_init": [1e-3, 1e-2]}
     return GridSearchCV(pipe, grid, cv=cv, error_score="raise")
 

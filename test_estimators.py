@@ -34,6 +34,7 @@ import contextlib
 import copy
 import gc
 import io
+import itertools
 import pickle
 import threading
 import tracemalloc
@@ -58,9 +59,9 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import balanced_accuracy_score, get_scorer
-from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
+from sklearn.model_selection import GridSearchCV, ParameterGrid, cross_val_score, cross_validate
 from sklearn.neural_network import MLPClassifier, MLPRegressor
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -105,6 +106,8 @@ def regression(
 
 
 TINY: dict[str, Any] = {"max_iter": 5, "hidden_layer_sizes": (8,), "random_state": 0}
+CUSTOM: dict[str, Any] = {"max_iter": 5, "random_state": 0}  # a module's size is its own
+DEFAULT_SIZE: dict[str, Any] = {"hidden_layer_sizes": (100,)}
 ESTIMATORS: dict[str, Any] = {"TorchClassifier": TorchClassifier, "TorchRegressor": TorchRegressor}
 quiet = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -189,7 +192,7 @@ def test_predict_is_each_rows_first_largest_raw_output() -> None:
         [[2, 2, 0, 0], [0, 1e-9, -1, -1], [3e38, 3e38, 0, 0], [0, 1e-9, -3e38, -3e38]], dtype=np.float32
     )
     X, y = np.eye(4, dtype=np.float32), np.arange(4)
-    clf = TorchClassifier(module=lambda n_in, n_out: nn.Linear(n_in, n_out), **TINY).fit(X, y)
+    clf = TorchClassifier(module=lambda n_in, n_out: nn.Linear(n_in, n_out), **CUSTOM).fit(X, y)
     weight, bias = clf.module_.parameters()
     with torch.no_grad():
         weight.copy_(torch.from_numpy(raw.T))  # row i of X is the unit vector e_i
@@ -660,7 +663,9 @@ def test_adam_and_sgd_step_exactly_as_torch_optim(
         nn.Parameter(signed_zeros(torch.randn(shape, dtype=dtype, generator=generator))) for shape in shapes
     ]
     theirs = [nn.Parameter(p.detach().clone()) for p in ours]
-    optimizer = TorchClassifier(learning_rate_init=0.05, **params)._make_optimizer(nn.ParameterList(ours))
+    optimizer = TorchClassifier(learning_rate_init=0.05, **params)._make_optimizer(
+        nn.ParameterList(ours), torch.device("cpu"), resume=False
+    )
     assert optimizer is not None
     reference = torch_optimizer(theirs, lr=0.05, fused=dtype.is_floating_point)
     for step in range(5):
@@ -734,7 +739,7 @@ class Flaky(nn.Module):
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_a_failed_partial_fit_or_warm_fit_changes_nothing(error: type[BaseException]) -> None:
     X, y = blobs()
-    clf = TorchClassifier(module=Flaky, warm_start=True, **TINY).fit(X, y)
+    clf = TorchClassifier(module=Flaky, warm_start=True, **CUSTOM).fit(X, y)
     twin = copy.deepcopy(clf)
     state, expected = dict(vars(clf)), clf.predict_proba(X)
     weights = {k: v.clone() for k, v in clf.module_.state_dict().items()}
@@ -831,10 +836,10 @@ def test_a_single_class_is_fitted_and_predicted() -> None:
 @quiet
 def test_lambda_modules_fit_but_do_not_pickle() -> None:
     X, y = regression()
-    reg = TorchRegressor(module=lambda n_in, n_out: nn.Linear(n_in, n_out), **TINY).fit(X, y)
+    reg = TorchRegressor(module=lambda n_in, n_out: nn.Linear(n_in, n_out), **CUSTOM).fit(X, y)
     with pytest.raises((pickle.PicklingError, AttributeError)):
         pickle.dumps(reg)
-    pickle.loads(pickle.dumps(TorchRegressor(module=nn.Linear, **TINY).fit(X, y)))  # a class pickles
+    pickle.loads(pickle.dumps(TorchRegressor(module=nn.Linear, **CUSTOM).fit(X, y)))  # a class pickles
 
 
 @quiet
@@ -935,7 +940,11 @@ def test_bad_targets_and_calls_mlp_refuses_too() -> None:
     with pytest.raises(ValueError, match="validation samples"):
         TorchRegressor(early_stopping=True).fit(*regression(n=2))
     warm = TorchClassifier(warm_start=True, **TINY).fit(X, y)
-    for change in ({"hidden_layer_sizes": (9,)}, {"activation": "tanh"}, {"module": Residual}):
+    for change in (
+        {"hidden_layer_sizes": (9,)},
+        {"activation": "tanh"},
+        {"module": Residual, **DEFAULT_SIZE},
+    ):
         with pytest.raises(ValueError, match="shape"):
             clone(warm).set_params(warm_start=True).fit(X, y).set_params(**change).fit(X, y)
     Y = np.stack([y == 0, y == 1, y == 2], axis=1).astype(int)
@@ -958,7 +967,7 @@ class Flat(nn.Module):
 
 def test_a_module_output_of_the_wrong_shape_is_named() -> None:
     with pytest.raises(ValueError, match=r"\(batch, n_outputs\) = \(2, 1\)"):
-        TorchRegressor(module=Flat, **TINY).fit(*regression())
+        TorchRegressor(module=Flat, **CUSTOM).fit(*regression())
 
 
 @quiet
@@ -1044,7 +1053,7 @@ class SparseSpy(LayoutSpy):
 def test_custom_modules_get_dense_batches_unless_they_opt_in(module: Any, layout: torch.layout) -> None:
     X, y = blobs()
     LayoutSpy.layouts = []
-    clf = TorchClassifier(module=module, **TINY).fit(scipy.sparse.csr_matrix(X), y)
+    clf = TorchClassifier(module=module, **CUSTOM).fit(scipy.sparse.csr_matrix(X), y)
     clf.predict(scipy.sparse.csr_matrix(X))
     assert set(LayoutSpy.layouts) == {layout}
     assert_allclose(clf.predict_proba(X), clf.predict_proba(scipy.sparse.csr_matrix(X)), rtol=1e-12)
@@ -1254,7 +1263,7 @@ def test_cuda_fits_the_model_the_cpu_fits(
 def test_cuda_custom_module_draws_repeat_and_global_generators_stay() -> None:
     X, y = blobs()
     states = torch.get_rng_state(), torch.cuda.get_rng_state()
-    fits = [TorchClassifier(module=Residual, device="cuda", **TINY).fit(X, y) for _ in range(2)]
+    fits = [TorchClassifier(module=Residual, device="cuda", **CUSTOM).fit(X, y) for _ in range(2)]
     assert_array_equal(fits[0].predict_proba(X), fits[1].predict_proba(X))  # dropout's draws are seeded
     assert torch.equal(torch.get_rng_state(), states[0]) and torch.equal(
         torch.cuda.get_rng_state(), states[1]
@@ -1352,3 +1361,543 @@ def test_cpu_float32_tensors_are_not_copied() -> None:
     clf = TorchClassifier(**TINY).fit(X_t[:100], y[:100])  # warm-up, outside the count
     assert fit_predict_peak(clf, X_t, y) < 0.25 * X_t.numel() * X_t.element_size()
     assert next(clf.module_.parameters()).dtype == torch.float32
+
+
+# --- every path a user takes: MLP's answer or a clear error -----------------------------------------
+
+
+@quiet
+@mlp_1_7
+@pytest.mark.parametrize("n_outputs", [2, 3])
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_multi_output_regression_trains_as_mlp(n_outputs: int, solver: str) -> None:
+    # MLP reports the squared error averaged over the outputs but steps on their sum's gradient.
+    X, Y = regression(n=90, n_outputs=n_outputs)
+    params: dict[str, Any] = {"solver": solver, "alpha": 0.01, "hidden_layer_sizes": (6,), "random_state": 2}
+    # (alpha=0 for sgd: loss_curve_ adds the L2 term at the epoch's end, MLP at each batch's start.)
+    sgd = {"max_iter": 1, "momentum": 0.0, "batch_size": 16, "alpha": 0.0}
+    params.update(sgd if solver == "sgd" else {"max_iter": 25})
+    ours, theirs = TorchRegressor(**params).fit(X, Y), MLPRegressor(**params).fit(X, Y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True):
+        assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+
+
+@quiet
+@mlp_1_7
+@pytest.mark.parametrize(("dtype", "tolerance"), [(np.float64, 1e-6), (np.float32, 2e-3)])
+def test_lbfgs_computes_in_xs_dtype_and_leaves_float64_weights_as_mlp(dtype: type, tolerance: float) -> None:
+    # SciPy rounds each point it evaluates to x0's dtype: MLP's network computes in X's dtype, and
+    # its weights end as SciPy's float64 result. Ours too: the same model, to X's rounding (float32
+    # rounding grows over L-BFGS's iterations, hence the wider tolerance).
+    X, y = blobs(n=60, n_classes=3)
+    X = (X * 3).astype(dtype)
+    params: dict[str, Any] = {"solver": "lbfgs", "alpha": 0.0, "hidden_layer_sizes": (8,), "max_iter": 20}
+    ours = TorchClassifier(**params, random_state=0).fit(X, y)
+    theirs = MLPClassifier(**params, random_state=0).fit(X, y)
+    assert all(c.dtype == np.float64 for c in ours.coefs_ + ours.intercepts_)
+    assert ours.predict_proba(X).dtype == theirs.predict_proba(X).dtype == np.float64
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=tolerance)
+    assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=tolerance)
+
+
+@quiet
+@mlp_1_7
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_loss_clips_probabilities_as_mlps_log_loss(n_classes: int) -> None:
+    # A rate this large saturates the outputs within the first epoch: probabilities below eps (or
+    # above 1 - eps) count as eps (1 - eps) in MLP's log-loss, while its gradient is unclipped.
+    X, y = blobs(n=96, n_classes=n_classes)
+    params: dict[str, Any] = {"solver": "sgd", "momentum": 0.0, "alpha": 0.0, "shuffle": False}
+    params.update(learning_rate_init=20.0, batch_size=8, max_iter=1, hidden_layer_sizes=(8,), random_state=0)
+    ours, theirs = TorchClassifier(**params).fit(X * 4, y), MLPClassifier(**params).fit(X * 4, y)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True):
+        assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+class InPlace(nn.Module):
+    """A module whose first layer writes its input: ReLU(inplace=True)."""
+
+    def __init__(self, n_features: int, n_outputs: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(n_features, n_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)  # type: ignore[no-any-return]
+
+
+@quiet
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_module_that_writes_its_input_never_changes_X(solver: str, read_only: bool) -> None:
+    X, y = blobs()
+    X -= X.mean(0)  # negatives for the ReLU to zero
+    X.flags.writeable = not read_only
+    before = X.copy()
+    clf = TorchClassifier(module=InPlace, solver=solver, **CUSTOM).fit(X, y)
+    clf.predict(X), clf.predict_proba(X), clf.score(X, y)
+    if solver != "lbfgs":
+        clf.partial_fit(X, y)
+        clf.set_params(early_stopping=True, scoring="accuracy").fit(X, y)
+    assert_array_equal(X, before)
+    X_t = torch.from_numpy(before.copy())
+    with sklearn.config_context(array_api_dispatch=True):
+        clf.set_params(early_stopping=False).fit(X_t, torch.from_numpy(y)).predict(X_t)
+    assert_array_equal(X_t.numpy(), before)
+
+
+@quiet
+@pytest.mark.parametrize("module", [None, InPlace])
+def test_read_only_and_memory_mapped_X_are_read_in_place(module: Any, tmp_path: Any) -> None:
+    # What joblib hands each fit of a parallel search, and np.load(mmap_mode="r"): no copy of X,
+    # for the built-in network (which reads X) and for a module that writes its input (batch copies).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100_000, 50)).astype(np.float32)  # 20 MB: an inference chunk is 3.3 MB
+    y = (X[:, 0] > 0).astype(int)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    X.flags.writeable = False
+    size: dict[str, Any] = {"hidden_layer_sizes": (16,)} if module is None else {}  # a module sizes itself
+    clf = TorchClassifier(module=module, max_iter=1, random_state=0, **size)
+    clf.fit(X[:100], y[:100])  # first use imports parts of torch; keep those out of the count
+    for data in (X, mapped):
+        assert fit_predict_peak(clf, data, y) < 0.25 * X.nbytes
+    assert_array_equal(np.asarray(mapped), X)
+
+
+@quiet
+def test_a_custom_module_fit_calls_no_global_seeding_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.manual_seed seeds every CUDA device too; fork_rng restores only the devices it is given.
+    def refuse(*args: Any) -> None:
+        raise AssertionError("fit seeded a global generator")
+
+    for name in ("manual_seed", "seed"):
+        monkeypatch.setattr(torch, name, refuse)
+        monkeypatch.setattr(torch.random, name, refuse)
+    for name in ("manual_seed", "manual_seed_all", "seed", "seed_all"):
+        monkeypatch.setattr(torch.cuda, name, refuse)
+    X, y = blobs()
+    first, second = (TorchClassifier(module=Residual, **CUSTOM).fit(X, y) for _ in range(2))
+    assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+
+
+@cuda
+@quiet
+def test_a_cpu_fit_of_a_custom_module_leaves_every_cuda_generator_alone() -> None:
+    states = torch.cuda.get_rng_state_all()
+    TorchClassifier(module=Residual, **CUSTOM).fit(*blobs())
+    assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), states, strict=True))
+
+
+@quiet
+@mlp_1_7
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("schedule", ["invscaling", "adaptive"])
+def test_sgd_momentum_under_a_changing_rate_follows_mlp(schedule: str, nesterov: bool) -> None:
+    # MLP's velocity carries the earlier rates; torch's buffer is rescaled when the rate changes.
+    X, y = regression(n=64)
+    params: dict[str, Any] = {
+        "solver": "sgd",
+        "learning_rate": schedule,
+        "learning_rate_init": 0.05,
+        "nesterovs_momentum": nesterov,
+        "alpha": 0.0,
+        "batch_size": 16,
+        "shuffle": False,
+        "max_iter": 8,
+        "hidden_layer_sizes": (5,),
+        "random_state": 0,
+        "tol": 1e6 if schedule == "adaptive" else 1e-4,  # every epoch stalls: the rate drops often
+        "n_iter_no_change": 1,
+    }
+    ours, theirs = TorchRegressor(**params).fit(X, y), MLPRegressor(**params).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True):
+        assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@quiet
+@pytest.mark.parametrize(
+    "y", [np.arange(40) % 20, np.r_[np.zeros(39, int), 1], np.r_[np.arange(38) % 3, 3, 4]]
+)
+def test_early_stopping_needs_no_stratification_beyond_mlps(y: NDArray) -> None:
+    # More classes than validation rows, or a class of one sample: MLP stratifies binary targets only.
+    X = np.random.default_rng(0).normal(size=(len(y), 3))
+    y = y if len(np.unique(y)) > 2 else np.r_[y[:-2], 1, 1]  # binary: stratified, so 2 of each
+    params: dict[str, Any] = {"early_stopping": True, "validation_fraction": 0.1, **TINY}
+    ours = TorchClassifier(**params).fit(X, y)
+    assert ours.validation_scores_ is not None and len(ours.validation_scores_) == ours.n_iter_
+
+
+@quiet
+@mlp_1_7
+def test_a_multiclass_early_stopping_split_is_mlps() -> None:
+    X, y = blobs(n=90)
+    params: dict[str, Any] = {"solver": "sgd", "momentum": 0.0, "batch_size": 16, "max_iter": 1}
+    params.update(early_stopping=True, random_state=5)
+    ours, theirs = TorchClassifier(**params).fit(X, y), MLPClassifier(**params).fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True):
+        assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@quiet
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_fit_inside_the_callers_no_grad_or_inference_mode(mode: Callable[[], Any], solver: str) -> None:
+    # A linear probe fitted inside a feature-extraction block.
+    X, y = blobs()
+    expected = TorchClassifier(solver=solver, **TINY).fit(X, y).predict_proba(X)
+    with mode():
+        clf = TorchClassifier(solver=solver, **TINY).fit(torch.from_numpy(X), y)
+        custom = TorchClassifier(module=Residual, solver=solver, **CUSTOM).fit(X, y)
+        if solver != "lbfgs":
+            custom.partial_fit(X, y)
+        assert torch.is_grad_enabled() is False
+    assert_array_equal(clf.predict_proba(X), expected)
+
+
+@quiet
+def test_a_plain_scorer_callable_is_called_as_it_is_written() -> None:
+    X, y = blobs(n=90)
+    calls: list[bool] = []
+
+    def unweighted(est: Any, X_val: Any, y_val: Any) -> float:
+        calls.append(False)
+        return float(np.mean(est.predict(X_val) == y_val))
+
+    def weighted(est: Any, X_val: Any, y_val: Any, sample_weight: Any = None) -> float:
+        calls.append(sample_weight is not None)
+        return float(np.average(est.predict(X_val) == y_val, weights=sample_weight))
+
+    w = np.linspace(0.5, 2.0, len(y))
+    for scorer in (unweighted, weighted):
+        TorchClassifier(early_stopping=True, scoring=scorer, class_weight="balanced", **TINY).fit(X, y)
+        TorchClassifier(early_stopping=True, scoring=scorer, **TINY).fit(X, y, sample_weight=w)
+    assert calls.count(False) == 2 * TINY["max_iter"] + 2 and calls.count(True) == 2 * TINY["max_iter"] + 2
+
+
+@quiet
+@pytest.mark.parametrize("scoring", ["accuracy", "balanced_accuracy", "loss"])
+def test_tensors_under_dispatch_stop_early_on_any_scorer(scoring: str) -> None:
+    X, y = blobs(n=90)
+    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = TorchClassifier(early_stopping=True, scoring=scoring, **TINY).fit(X_t, y_t)
+        reg = TorchRegressor(early_stopping=True, scoring="r2", **TINY).fit(X_t, X_t[:, 0])
+        assert isinstance(clf.predict(X_t), torch.Tensor) and isinstance(reg.predict(X_t), torch.Tensor)
+    assert clf.validation_scores_ is not None and np.isfinite(clf.validation_scores_).all()
+
+
+class Embedded(nn.Module):
+    """An embedding of the first feature's integer part, with sparse gradients."""
+
+    def __init__(self, n_features: int, n_outputs: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(10, 4, sparse=True)
+        self.head = nn.Linear(4 + n_features, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = x[:, 0].clamp(0, 9).long()
+        return self.head(torch.cat([self.embedding(index), x], 1))  # type: ignore[no-any-return]
+
+
+def embedding(clf: Any) -> torch.Tensor:
+    return clf.module_.embedding.weight.detach().clone()  # type: ignore[no-any-return]
+
+
+@quiet
+@pytest.mark.parametrize("alpha", [0.0, 1e-3])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_modules_with_sparse_gradients_train_with_every_solver(
+    solver: str, momentum: float, alpha: float
+) -> None:
+    X, y = blobs()
+    params: dict[str, Any] = {
+        "solver": solver,
+        "momentum": momentum,
+        "alpha": alpha,
+        "learning_rate_init": 0.01,
+    }
+    clf = TorchClassifier(module=Embedded, **params, **CUSTOM).fit(X, y)
+    before = embedding(clf)
+    assert np.isfinite(clf.loss_curve_).all() and clf.n_iter_ > 0
+    if solver != "lbfgs":
+        assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+        clf.partial_fit(X, y)
+        assert not torch.equal(embedding(clf), before)
+
+
+@quiet
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_lazy_layers_train_as_their_eager_twins(solver: str) -> None:
+    # The dry run sizes them before the optimizer sees the parameters; their draws come in the same
+    # order from the same seeded stream, so the models are the same (float32: no cast after the draws).
+    def lazy(n_in: int, n_out: int) -> nn.Module:
+        return nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.LazyLinear(n_out))
+
+    def eager(n_in: int, n_out: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(n_in, 16), nn.ReLU(), nn.Linear(16, n_out))
+
+    X, y = blobs()
+    X = X.astype(np.float32)
+    params: dict[str, Any] = {"solver": solver, "max_iter": 20, "learning_rate_init": 0.01, "random_state": 0}
+    lazily, eagerly = (TorchClassifier(module=m, **params).fit(X, y) for m in (lazy, eager))
+    if solver == "lbfgs":  # float64 for L-BFGS: lazy layers draw in float64, eager ones draw then cast
+        assert lazily.score(X, y) > 0.9
+        return
+    assert_array_equal(lazily.predict_proba(X), eagerly.predict_proba(X))
+    assert_array_equal(lazily.partial_fit(X, y).predict_proba(X), eagerly.partial_fit(X, y).predict_proba(X))
+
+
+@quiet
+def test_sparse_multilabel_targets_fit_and_predict_sparse_like_mlp() -> None:
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    X, codes = blobs(n=90)
+    tags = [{"a"} if c == 0 else {"b", "c"} if c == 1 else {"a", "c"} for c in codes]
+    Y = MultiLabelBinarizer(sparse_output=True).fit_transform(tags)
+    ours = TorchClassifier(**TINY).fit(X, Y)
+    theirs = MLPClassifier(**TINY).fit(X, Y)
+    dense = TorchClassifier(**TINY).fit(X, Y.toarray())
+    predicted = ours.predict(X)
+    assert type(predicted) is type(theirs.predict(X))
+    assert_array_equal(predicted.toarray(), dense.predict(X))  # type: ignore[union-attr]
+    assert_array_equal(ours.predict_proba(X), dense.predict_proba(X))
+
+
+@quiet
+def test_validation_fraction_0_is_accepted_as_in_mlp() -> None:
+    X, y = blobs()
+    TorchClassifier(validation_fraction=0.0, **TINY).fit(X, y)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        TorchClassifier(validation_fraction=0.0, early_stopping=True, **TINY).fit(X, y)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        TorchClassifier(validation_fraction=1.0, **TINY).fit(X, y)
+
+
+@quiet
+def test_a_split_part_that_weighs_nothing_is_a_clear_error() -> None:
+    # One sample weighs anything: the part of the split without it weighs nothing, which is a
+    # ValueError that says so, not an error from inside the loop or a scorer.
+    X, y = blobs(n=20)
+    refused = held = 0  # the one sample fell in the training part, or in the validation part
+    for i in range(8):
+        w = np.zeros(20)
+        w[i] = 1.0
+        clf = TorchClassifier(early_stopping=True, validation_fraction=0.5, **TINY)
+        try:
+            clf.fit(X, y, sample_weight=w)
+        except ValueError as err:
+            assert not hasattr(clf, "module_")
+            refused += "training part weighs 0" in str(err)
+            held += "validation part weighs 0" in str(err)
+    assert refused > 0 and held > 0 and refused + held == 8
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7", "xpu", "mps"])
+def test_a_device_that_is_not_here_is_a_value_error(device: str) -> None:
+    kind = getattr(torch, device.split(":")[0])
+    if kind.is_available() and (":" not in device or kind.device_count() > 7):
+        pytest.skip(f"{device} exists here")
+    with pytest.raises(ValueError, match=device.split(":")[0]):
+        TorchClassifier(device=device, **TINY).fit(*blobs())
+
+
+class Sized(nn.Module):
+    """A network whose width and depth come from MLP's parameters."""
+
+    def __init__(
+        self, n_features: int, n_outputs: int, hidden_layer_sizes: Any = (100,), activation: str = "relu"
+    ) -> None:
+        super().__init__()
+        widths = [n_features, *hidden_layer_sizes]
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+        layers = [m for a, b in itertools.pairwise(widths) for m in (nn.Linear(a, b), act())]
+        self.net = nn.Sequential(*layers, nn.Linear(widths[-1], n_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # type: ignore[no-any-return]
+
+
+class Widened(nn.Module):
+    """A network with a width of its own name."""
+
+    def __init__(self, n_features: int, n_outputs: int, width: int = 8) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Linear(width, n_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # type: ignore[no-any-return]
+
+
+@quiet
+def test_a_custom_networks_size_is_searched_like_mlps() -> None:
+    X, y = blobs(n=90)
+    search_params: dict[str, Any] = {"max_iter": 20, "learning_rate_init": 0.01, "random_state": 0}
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", TorchClassifier(module=Sized, **search_params))])
+    grid = {"clf__hidden_layer_sizes": [(2,), (16, 16)], "clf__activation": ["relu", "tanh"]}
+    for cell in ParameterGrid(grid):  # each cell's network has that cell's size and activation
+        net = clone(pipe).set_params(**cell).fit(X, y)["clf"].module_.net
+        assert [m.out_features for m in net if isinstance(m, nn.Linear)][:-1] == list(
+            cell["clf__hidden_layer_sizes"]
+        )
+        assert any(type(m).__name__.lower() == cell["clf__activation"] for m in net)
+    search = GridSearchCV(pipe, grid, cv=3).fit(X, y)
+    best = search.best_estimator_["clf"].module_
+    assert best.net[0].out_features == search.best_params_["clf__hidden_layer_sizes"][0]
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", TorchClassifier(module=Widened, **search_params))])
+    search = GridSearchCV(pipe, {"clf__module__width": [2, 32]}, cv=3).fit(X, y)
+    width = search.best_params_["clf__module__width"]
+    assert search.best_estimator_["clf"].module_.net[0].out_features == width
+    assert clone(search.best_estimator_).get_params()["clf__module__width"] == width
+
+
+def test_a_size_the_module_would_ignore_is_an_error() -> None:
+    X, y = blobs()
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        TorchClassifier(module=Widened, hidden_layer_sizes=(5,), **CUSTOM).fit(X, y)
+    with pytest.raises(ValueError, match="activation"):
+        TorchClassifier(module=Widened, activation="tanh", **CUSTOM).fit(X, y)
+    with pytest.raises(ValueError, match="module__width"):
+        TorchClassifier(**TINY).set_params(module__width=3)
+
+
+class Interrupted(nn.Module):
+    """A linear module that raises KeyboardInterrupt at its n-th training forward pass."""
+
+    at = 0
+    calls = 0
+
+    def __init__(self, n_features: int, n_outputs: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_features, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            Interrupted.calls += 1
+            if Interrupted.calls == Interrupted.at:
+                raise KeyboardInterrupt
+        return self.linear(x)  # type: ignore[no-any-return]
+
+
+@quiet
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_ctrl_c_keeps_the_epochs_trained_so_far_as_mlp_does(early_stopping: bool) -> None:
+    X, y = blobs(n=100)
+    params: dict[str, Any] = {**CUSTOM, "max_iter": 20, "batch_size": 20, "early_stopping": early_stopping}
+    # The second batch of the fourth epoch: 5 batches an epoch (of 100 rows, or 90 after the split).
+    Interrupted.calls, Interrupted.at = 0, 3 * 5 + 2
+    with pytest.warns(UserWarning, match="interrupted"):
+        clf = TorchClassifier(module=Interrupted, **params).fit(X, y)
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 3
+    assert np.isfinite(clf.predict_proba(X)).all()
+    Interrupted.calls, Interrupted.at = 0, 2  # within the first epoch: nothing trained to keep
+    fresh = TorchClassifier(module=Interrupted, **params)
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(X, y)
+    assert not hasattr(fresh, "module_")
+
+
+@quiet
+def test_warnings_point_at_the_callers_line() -> None:
+    X, y = blobs()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TorchClassifier(max_iter=2).fit(X, y)
+        TorchClassifier(max_iter=2).partial_fit(X, y, classes=[0, 1, 2])
+        TorchClassifier(solver="lbfgs", max_iter=2).fit(X, y)
+    assert [w.filename for w in caught] == [__file__] * 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cross_val_score(TorchClassifier(max_iter=2), X, y, cv=2)
+    assert caught and all("sklearn" in w.filename for w in caught)
+
+
+class Probabilities(nn.Module):
+    """A module that ends in softmax: the estimator's loss would apply it twice."""
+
+    def __init__(self, n_features: int, n_outputs: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(n_features, n_outputs), nn.Softmax(dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)  # type: ignore[no-any-return]
+
+
+@quiet
+def test_a_module_that_ends_in_softmax_is_refused() -> None:
+    with pytest.raises(ValueError, match="softmax"):
+        TorchClassifier(module=Probabilities, **CUSTOM).fit(*blobs())
+    log_softmax = TorchClassifier(
+        module=lambda a, b: nn.Sequential(nn.Linear(a, b), nn.LogSoftmax(1)), **CUSTOM
+    )
+    log_softmax.set_params(max_iter=1).fit(*blobs())  # log-probabilities are raw scores shifted per row
+
+
+# --- threads: one for small steps, in the fitting thread only ------------------------------------
+
+
+class Counting(nn.Module):
+    """A linear network that records torch's intra-op thread count in each training step, and what a
+    thread started during the fit sees."""
+
+    seen: list[int] = []
+    fresh: list[int] = []
+
+    def __init__(self, n_features: int, n_outputs: int, width: int = 8) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Linear(width, n_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            Counting.seen.append(torch.get_num_threads())
+            if not Counting.fresh:
+                other = threading.Thread(target=lambda: Counting.fresh.append(torch.get_num_threads()))
+                other.start()
+                other.join()
+        return self.layers(x)  # type: ignore[no-any-return]
+
+
+many_threads = pytest.mark.skipif(torch.get_num_threads() < 2, reason="torch runs one thread here")
+
+
+@quiet
+@many_threads
+@pytest.mark.parametrize(("width", "threads"), [(8, 1), (8192, torch.get_num_threads())])
+def test_small_steps_train_on_one_thread_and_large_ones_keep_them(width: int, threads: int) -> None:
+    from threadpoolctl import threadpool_info
+
+    before, pools = torch.get_num_threads(), threadpool_info()
+    Counting.seen, Counting.fresh = [], []
+    X, y = blobs(n=64, n_features=64)  # 8192 wide: (64 + 3) * 8192 parameters x 64 rows, past the line
+    TorchClassifier(module=partial(Counting, width=width), max_iter=2, batch_size=64, random_state=0).fit(
+        X, y
+    )
+    assert set(Counting.seen) == {threads}
+    assert Counting.fresh == [before]  # other threads, even new ones, keep theirs
+    assert torch.get_num_threads() == before and threadpool_info() == pools
+
+
+@quiet
+@many_threads
+def test_concurrent_fits_limit_only_their_own_threads() -> None:
+    before = torch.get_num_threads()
+    Counting.seen, Counting.fresh = [], [before]
+    X, y = blobs()
+    started = threading.Event()
+
+    def fit(seed: int) -> Any:
+        started.set()
+        return TorchClassifier(module=Counting, max_iter=20, random_state=seed).fit(X, y)
+
+    with ThreadPoolExecutor(4) as pool:
+        fits = [pool.submit(fit, seed) for seed in range(4)]
+        started.wait()
+        assert torch.get_num_threads() == before  # this thread is not limited by theirs
+        fitted = [f.result() for f in fits]
+    assert set(Counting.seen) == {1} and torch.get_num_threads() == before
+    alone = TorchClassifier(module=Counting, max_iter=20, random_state=3).fit(X, y)
+    assert_array_equal(fitted[3].predict_proba(X), alone.predict_proba(X))
