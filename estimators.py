@@ -9,8 +9,9 @@ parameter grid works unchanged, and the same random_state draws MLP's initial we
 ``module``, a callable ``(n_features_in, n_outputs) -> nn.Module`` that builds the network (the
 estimator owns the loss and the output activation), ``device``, ``scoring`` for early stopping, and the
 classifier's ``class_weight``. Every numpy/torch crossing goes through bridge.py; fit never touches the
-caller's data, torch's or NumPy's global random state, thread count or default dtype, and a failed fit
-changes nothing; predict is pure and thread-safe.
+caller's data, torch's or NumPy's global random state or default dtype (small fits run on one thread,
+in the fitting thread only: see _threads_for), and a failed fit changes nothing; predict is pure and
+thread-safe.
 """
 # Settings a copy needs, since it cannot lean on this repository's pyproject.toml: scikit-learn ships no
 # types (its imports are untyped), and the estimators subclass its mixins and use its available_if.
@@ -473,7 +474,7 @@ class _TorchEstimator(BaseEstimator):
             self._check_outputs(module, data)  # a dry run, which also sizes lazy layers (nn.LazyLinear)
             optimizer = self._make_optimizer(module, device, resume=keep and incremental)
             if val is not None and self.scoring not in (None, "loss"):
-                self._validation_score(module, val, device)  # a scorer that cannot work fails before training
+                self._check_scorer(module, val, device)
             with _threads_for(self._step_rows(module, data) * sum(p.numel() for p in module.parameters())):
                 record = self._train(module, optimizer, data, val, rng, incremental=incremental, keep=keep)
             global_states = _global_rng_states(cuda) if self.module is not None else None
@@ -618,14 +619,13 @@ class _TorchEstimator(BaseEstimator):
     def _validate_X_y(self, X: Any, y: Any, *, reset: bool) -> tuple[Any, NDArray, torch.device]:
         device = self._resolve_device(X)
         X, y = _host(X), _host(y)
-        dtype = (np.float64, np.float32) if reset else self._dtype()
         X_, y_ = validate_data(
             self,
             X,
             y,
             reset=reset,
             accept_sparse="csr",
-            dtype=dtype,
+            dtype=(np.float64, np.float32),  # kept: batches are cast to the network's dtype, if it differs
             multi_output=True,
             y_numeric=not is_classifier(self),
         )
@@ -976,6 +976,15 @@ class _TorchEstimator(BaseEstimator):
         except (AttributeError, TypeError, ValueError) as err:
             raise ValueError(f"scoring={self.scoring!r} cannot score {type(self).__name__}: {err}") from err
 
+    def _check_scorer(self, module: nn.Module, val: _Held, device: torch.device) -> None:
+        """A scorer that cannot score the validation part fails before training, not after it."""
+        if np.isnan(self._validation_score(module, val, device)):
+            raise ValueError(
+                f"scoring={self.scoring!r} scores the untrained network NaN on the validation part "
+                f"({len(val.y)} rows): it may need labels the part lacks (e.g. both classes of every "
+                f"label for 'roc_auc'); raise validation_fraction, or choose another scoring"
+            )
+
     def _check_finite(self, loss: float, n_iter: int) -> None:
         if not np.isfinite(loss):
             raise ValueError(
@@ -1076,10 +1085,11 @@ class _TorchEstimator(BaseEstimator):
         X: Any,
         device: torch.device,
         fn: Callable[[torch.Tensor], torch.Tensor],
-        dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """``fn(module(rows))`` over ``X`` in chunks of rows cast to ``dtype``, under inference mode."""
+        """``fn(module(rows))`` over ``X`` in chunks of rows cast to the module's dtype, under inference
+        mode."""
         n, step = X.shape[0], _chunk_rows(module, X, inference=True)
+        dtype = next(module.parameters()).dtype
         with torch.inference_mode():
             out = fn(module(_batch(module, X, slice(0, step), device, dtype)))
             if n > step:
@@ -1098,7 +1108,7 @@ class _TorchEstimator(BaseEstimator):
         weight = next(self.module_.parameters())  # inference runs where the module lives, in its dtype
         X_ = validate_data(self, _host(X), reset=False, accept_sparse="csr", dtype=(np.float64, np.float32))
         X_ = _canonical(X_)
-        out = self._map_chunks(self.module_, X_, weight.device, fn, weight.dtype)
+        out = self._map_chunks(self.module_, X_, weight.device, fn)
         wider = torch.promote_types(torch_dtype(X_.dtype), weight.dtype)
         return out.to(wider) if out.is_floating_point() else out
 
@@ -1309,17 +1319,18 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         return clipped.sum(1) if clipped.ndim == 2 else clipped
 
     def _check_raw(self, raw: torch.Tensor) -> None:
-        # Rows of probabilities are raw scores only by accident: at two rows of an untrained network,
-        # the accident does not happen. Softmax on probabilities trains to chance, silently.
-        if (
-            self.out_activation_ == "softmax"
-            and bool((raw >= 0).all())
-            and torch.allclose(raw.sum(1), torch.ones_like(raw[:, 0]), atol=1e-4)
-        ):
+        # Rows of probabilities, or of log-probabilities where each output is its own logistic, are raw
+        # scores only by accident, which two rows of an untrained network do not meet. Trained through
+        # the estimator's own softmax or sigmoid, such a module learns nothing, silently. (Softmax over
+        # one column is 1; log-softmax over one is 0, which a zero-initialised layer gives too.)
+        ones = torch.ones_like(raw[:, 0])
+        probabilities = bool((raw >= 0).all()) and torch.allclose(raw.sum(1), ones, atol=1e-4)
+        logs = bool((raw <= 0).all()) and torch.allclose(raw.logsumexp(1), 0 * ones, atol=1e-4)
+        if probabilities or (self.out_activation_ == "logistic" and raw.shape[1] > 1 and logs):
             raise ValueError(
-                "the module's outputs are probabilities (each row is >= 0 and sums to 1): it seems to end "
-                "in softmax, which the estimator applies itself; return raw scores (logits), e.g. drop a "
-                "final nn.Softmax (nn.LogSoftmax is fine)"
+                "the module's outputs are probabilities or their logs (each row sums to 1): it seems to "
+                "end in softmax or log-softmax; the estimator applies softmax (or a sigmoid per output) "
+                "itself, so return raw scores (logits): drop the final nn.Softmax"
             )
 
     def _probabilities(self, raw: torch.Tensor) -> torch.Tensor:

@@ -1828,13 +1828,51 @@ class Probabilities(nn.Module):
 
 
 @quiet
-def test_a_module_that_ends_in_softmax_is_refused() -> None:
-    with pytest.raises(ValueError, match="softmax"):
-        TorchClassifier(module=Probabilities, **CUSTOM).fit(*blobs())
-    log_softmax = TorchClassifier(
-        module=lambda a, b: nn.Sequential(nn.Linear(a, b), nn.LogSoftmax(1)), **CUSTOM
+@pytest.mark.parametrize("n_classes", [2, 3, "multilabel"])
+def test_a_module_that_ends_in_softmax_is_refused(n_classes: int | str) -> None:
+    X, codes = blobs()
+    y = (
+        np.stack([codes == 0, codes == 1], axis=1).astype(int)
+        if n_classes == "multilabel"
+        else codes % int(n_classes)
     )
-    log_softmax.set_params(max_iter=1).fit(*blobs())  # log-probabilities are raw scores shifted per row
+
+    def ending_in(last: nn.Module) -> Callable[[int, int], nn.Module]:
+        return lambda n_in, n_out: nn.Sequential(nn.Linear(n_in, n_out), last)
+
+    with pytest.raises(ValueError, match="softmax"):
+        TorchClassifier(module=ending_in(nn.Softmax(dim=1)), **CUSTOM).fit(X, y)
+    log_softmax = TorchClassifier(module=ending_in(nn.LogSoftmax(dim=1)), **CUSTOM)
+    if n_classes == "multilabel":  # each output is its own logistic: log-probabilities learn nothing
+        with pytest.raises(ValueError, match="softmax"):
+            log_softmax.fit(X, y)
+    else:  # softmax's input shifted per row, which softmax ignores; one column: 0, as a zero layer gives
+        log_softmax.fit(X, y)
+
+
+@quiet
+def test_continued_training_casts_X_a_batch_at_a_time() -> None:
+    # After a float64 fit (or L-BFGS, which ends in float64), float32 X is not cast whole.
+    X = np.random.default_rng(0).normal(size=(20_000, 50)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    for solver in ("adam", "lbfgs"):
+        clf = TorchClassifier(solver=solver, max_iter=1, warm_start=True, hidden_layer_sizes=(16,))
+        clf.fit(X.astype(np.float64)[:500], y[:500])
+        assert fit_predict_peak(clf, X, y) < 0.25 * X.nbytes
+        assert clf.predict_proba(X).dtype == np.float64  # the wider of X's and the network's dtype
+
+
+@quiet
+def test_a_scorer_that_cannot_score_the_split_fails_before_training() -> None:
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(100, 3)), (rng.random((100, 3)) > 0.5).astype(int)
+    Y[:, 2] = np.arange(100) < 3  # a rare label: 3 positives in 100, none in the validation part
+    clf = TorchClassifier(early_stopping=True, scoring="roc_auc", max_iter=50, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns about the undefined score too
+        with pytest.raises(ValueError, match="NaN on the validation part"):
+            clf.fit(X, Y)
+    assert not hasattr(clf, "module_")
 
 
 # --- threads: one for small steps, in the fitting thread only ------------------------------------
