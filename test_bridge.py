@@ -6,6 +6,7 @@ import math
 import os
 import pathlib
 import re
+import tracemalloc
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bridge import Device, NDArray, numpy_dtype, shares_memory, to_numpy, to_tensor, torch_dtype
+from bridge import Device, NDArray, _device, numpy_dtype, shares_memory, to_numpy, to_tensor, torch_dtype
 
 # CI-sized by default; LAWS_MAX_EXAMPLES=2000 pytest for a deeper search.
 LAWS = settings(max_examples=int(os.environ.get("LAWS_MAX_EXAMPLES", "150")), deadline=None)
@@ -1059,3 +1060,223 @@ def test_cuda_dlpack_producers_share_or_copy_by_rule_10() -> None:
     assert float(t[0]) == 42.0
     moved = to_tensor(Producer(), device="cpu")
     assert moved.is_cpu and moved.tolist() == t.tolist()
+
+
+# --- issue 23: refusals before work, what producers promise, errors of the right class ------------
+
+
+def test_copy_false_refuses_a_checked_cast_before_reading_any_value() -> None:
+    """Rule 4's value check reads every element; copy=False refuses the cast first, on every path."""
+    huge = torch.zeros(1).expand(2**40)  # checking its values would need a 1 TiB mask
+    writable = np.lib.stride_tricks.as_strided(np.zeros(1), (2**40,), (0,))
+    converts: list[Callable[[], object]] = [
+        lambda: to_tensor(writable, dtype=torch.int64, copy=False),
+        lambda: to_tensor(huge, dtype=torch.int64, copy=False),
+        lambda: to_numpy(huge, dtype=np.int64, copy=False),
+    ]
+    for convert in converts:
+        with pytest.raises(ValueError, match="copy=False"):
+            convert()
+    a = np.zeros(2**20)  # 8 MiB: the check would allocate a 1 MiB mask, and more
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="copy=False"):
+            to_tensor(a, dtype=torch.int32, copy=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**16
+
+
+class CopyingArray:
+    """An ``__array__`` that takes copy= but ignores it, as pandas 2's DataFrame of mixed dtypes does."""
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray:
+        return np.ones(2)
+
+
+def test_copy_false_never_returns_memory_a_producer_copied() -> None:
+    with pytest.raises(ValueError, match="CopyingArray .*copy=None"):
+        to_tensor(CopyingArray(), copy=False)
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match="copy=False"):
+        to_tensor(pd.DataFrame({"a": [1.0, 2.0], "b": [1, 2]}), copy=False)
+    assert to_tensor(pd.DataFrame({"a": [1.0, 2.0], "b": [1, 2]})).tolist() == [[1.0, 1.0], [2.0, 2.0]]
+
+
+def test_broadcast_arrays_results_are_copied_without_a_warning() -> None:
+    """NumPy warns on writes to (or reads of the writeable flag of) np.broadcast_arrays results, which
+    will become read-only, and whose zero strides make one element many: rule 3 copies them."""
+    full, broadcast = np.broadcast_arrays(np.zeros((2, 3)), np.arange(3.0))
+    for a in (full, broadcast):
+        t = to_tensor(a)
+        assert t.tolist() == a.tolist() and not shares_memory(t, a)
+        with pytest.raises(ValueError, match="copy=False"):
+            to_tensor(a, copy=False)
+
+
+def test_writable_arrays_whose_elements_alias_are_copied() -> None:
+    """torch refuses in-place writes to such tensors: rule 2 copies them, as rule 7 makes them read-only."""
+    a = np.lib.stride_tricks.as_strided(np.arange(3.0), (3, 2), (8, 0))
+    t = to_tensor(a)
+    assert t.tolist() == a.tolist() and not shares_memory(t, a)
+    t.fill_(1)
+    with pytest.raises(ValueError, match="one element"):
+        to_tensor(a, copy=False)
+
+
+def test_copy_false_refuses_a_sequence_before_numpy_reads_its_items() -> None:
+    with pytest.raises(ValueError, match="copy=False.*list"):  # not NumPy's DeprecationWarning
+        to_tensor([torch.ones(2)], copy=False)
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [([np.inf], torch.int64), ([1e30], torch.int8), ([np.nan], torch.int64)],
+    ids=["inf", "1e30", "nan"],
+)
+def test_object_values_a_cast_cannot_hold_are_value_errors(values: list[float], dtype: torch.dtype) -> None:
+    with pytest.raises(ValueError, match=f"object values to {numpy_dtype(dtype)}"):
+        to_tensor(np.array(values, object), dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [torch.ones(2, requires_grad=True), torch.ones(2, dtype=torch.complex64).conj()],
+    ids=["requires grad", "conjugate bit"],
+)
+def test_a_list_holding_a_tensor_numpy_cannot_read_is_a_value_error(item: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match="list .*torch.stack"):
+        to_tensor([item])
+
+
+@pytest.mark.parametrize("dtype", [torch.int4, torch.uint3, torch.bits8], ids=str)
+def test_dtypes_torch_cannot_cast_are_type_errors_without_advice_that_fails(dtype: torch.dtype) -> None:
+    t = torch.empty(2, dtype=dtype)
+    with pytest.raises(TypeError, match=f"{dtype} .*cannot cast") as raised:
+        to_numpy(t)
+    assert "np.float32" not in str(raised.value)
+    with pytest.raises(TypeError, match=f"{dtype} .*cannot cast"):
+        to_numpy(t, dtype=np.float32)
+    with pytest.raises(TypeError, match=f"{dtype} .*cannot cast"):
+        to_tensor(t, dtype=torch.float32)
+    with pytest.raises(TypeError, match=f"{dtype} .*cannot cast"):
+        to_tensor(np.ones(2), dtype=dtype)
+
+
+def _sparse_and_nested(values: list[float]) -> dict[str, torch.Tensor]:
+    dense = torch.tensor([values, [0.0] * len(values)])
+    return {
+        "coo": dense.to_sparse(),
+        "csr": dense.to_sparse_csr(),
+        "nested": torch.nested.nested_tensor([torch.tensor(values), torch.tensor([0.5])], layout=torch.jagged),
+    }
+
+
+@pytest.mark.parametrize("kind", ["coo", "csr", "nested"])
+def test_casts_of_sparse_and_nested_tensors_check_their_stored_values(kind: str) -> None:
+    t = _sparse_and_nested([1.5, -2.0])[kind]
+    cast = to_tensor(t, dtype=torch.int64)  # as Tensor.to does (rule 1)
+    assert cast.dtype == torch.int64 and cast.layout == t.layout and cast.is_nested == t.is_nested
+    with pytest.raises(ValueError, match="NaN, infinite or outside"):
+        to_tensor(_sparse_and_nested([1.5, math.nan])[kind], dtype=torch.int64)
+    with pytest.raises(ValueError, match="copy=False"):
+        to_tensor(t, dtype=torch.int64, copy=False)
+
+
+def test_detached_aliases_of_a_parameter_are_outside_rule_7() -> None:
+    """``w.detach()`` and ``w.data`` do not require grad: nothing in them says whose memory they are, so
+    their view is writable and writes reach ``w`` unseen by autograd, as the README warns."""
+    w = torch.nn.Parameter(torch.ones(2))
+    assert not to_numpy(w).flags.writeable
+    for alias in (w.detach(), w.data):
+        a = to_numpy(alias)
+        assert a.flags.writeable and shares_memory(a, w)
+        a[0] = 5
+        assert w[0].item() == 5
+        w.data.fill_(1)
+
+
+def test_to_numpy_copies_and_casts_of_masked_arrays_refuse_masked_elements() -> None:
+    """As to_tensor does (rule 5): a copy is a plain ndarray, and dropping the mask would lose data."""
+    masked = np.ma.masked_array([1.0, 2.0, 3.0], mask=[False, True, False])
+    assert to_numpy(masked) is masked  # returned as is, mask and all
+    for convert in (lambda: to_numpy(masked, copy=True), lambda: to_numpy(masked, dtype=np.float32)):
+        with pytest.raises(ValueError, match="1 masked"):
+            convert()
+    unmasked = np.ma.masked_array([1.0, 2.0], mask=False)
+    copied = to_numpy(unmasked, copy=True)
+    assert type(copied) is np.ndarray and copied.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("values", "source", "target"),
+    [
+        ([1, -1], np.int64, np.uint8),
+        ([1, 256], np.int64, np.uint8),
+        ([1, -129], np.int16, np.int8),
+        ([1, 2**63], np.uint64, np.int64),
+        ([1, 2**32 - 1], np.uint32, np.int32),
+        ([1, 2**15], np.uint16, np.int16),
+        ([1, 2**16 - 1], np.uint16, np.int8),
+    ],
+)
+def test_int_to_int_casts_that_lose_values_are_value_errors_on_every_path(
+    values: list[int], source: type[np.integer[Any]], target: type[np.integer[Any]]
+) -> None:
+    a = np.array(values, source)
+    converts: list[Callable[[], object]] = [
+        lambda: to_tensor(a, dtype=torch_dtype(target)),
+        lambda: to_tensor(torch.from_numpy(a), dtype=torch_dtype(target)),
+        lambda: to_numpy(a, dtype=target),
+        lambda: to_numpy(torch.from_numpy(a), dtype=target),
+    ]
+    for convert in converts:
+        with pytest.raises(ValueError, match=f"outside \\[{np.iinfo(target).min}, {np.iinfo(target).max}\\]"):
+            convert()
+    fits = a[:1]
+    assert to_tensor(torch.from_numpy(fits), dtype=torch_dtype(target)).tolist() == [1]
+    assert to_numpy(fits, dtype=target).tolist() == [1]
+
+
+def test_python_ints_are_range_checked_too() -> None:
+    with pytest.raises(ValueError, match="outside \\[0, 255\\]"):
+        to_tensor(-1, dtype=torch.uint8)
+    assert to_tensor(255, dtype=torch.uint8).item() == 255
+    assert to_tensor([0, 1], dtype=torch.bool).tolist() == [False, True]
+
+
+# --- devices torch cannot reach: ValueError, naming the device and what is there --------------------
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+
+
+@no_cuda
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda", 0)], ids=str)
+def test_an_unavailable_device_is_a_value_error_naming_it(device: Device) -> None:
+    for x in (np.ones(2), torch.ones(2)):
+        with pytest.raises(ValueError, match="cuda.* not available.*cpu"):
+            to_tensor(x, device=device)
+    with pytest.raises(ValueError, match="cuda.* not available"):
+        _device(device)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x"])
+def test_a_device_torch_does_not_know_is_a_value_error(device: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(device))):
+        _device(device)
+
+
+@pytest.mark.skipif(getattr(torch, "xpu", None) is None or torch.xpu.is_available(), reason="needs no XPU")
+def test_other_accelerators_torch_knows_are_checked_the_same_way() -> None:
+    with pytest.raises(ValueError, match="xpu.* not available"):
+        to_tensor(np.ones(2), device="xpu")
+
+
+def test_a_device_index_past_the_last_is_a_value_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"cuda:7 .*2 cuda devices \(cuda:0 to cuda:1\)"):
+        _device("cuda:7")
+    assert _device("meta") == torch.device("meta") and _device("cpu:3") == torch.device("cpu")
