@@ -98,6 +98,7 @@ _UPCASTABLE = {torch.bfloat16, torch.complex32} | {
 # torch (2.13) compares no uint16/32/64 values; their bits read as signed integers it does (_ints_fit).
 _SIGNED_TWIN = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
 _CPU = torch.device("cpu")
+_NUMPY_PROTOCOLS = ("__array__", "__array_interface__", "__array_struct__")  # besides the buffer protocol
 # NumPy's flag bits (ndarraytypes.h). A result of np.broadcast_arrays is writable but warns on a write,
 # and on a read of flags.writeable: NumPy is making it read-only, so rule 3 treats it as read-only now.
 _WRITEABLE, _WARN_ON_WRITE = 0x0400, 1 << 31
@@ -310,8 +311,7 @@ def _asarray(x: object, copy: bool | None) -> NDArray:
 def _check_may_share(x: object) -> None:
     """Refuse, under copy=False, what NumPy can only copy, before NumPy reads it (and warns about an item's
     legacy ``__array__``, or allocates): NumPy shares only through its array protocols and buffers."""
-    protocols = ("__array__", "__array_interface__", "__array_struct__")
-    if not any(hasattr(x, name) for name in protocols) and not _has_buffer(x):
+    if not any(hasattr(x, name) for name in _NUMPY_PROTOCOLS) and not _has_buffer(x):
         raise ValueError(
             f"to_tensor(copy=False) found no memory to share in a {type(x).__name__}: NumPy builds a new "
             f"array from it; pass copy=None"
@@ -542,6 +542,13 @@ def _from_dlpack(x: Any, copy: bool | None) -> tuple[torch.Tensor, str | None]:
             raise ValueError(f"to_tensor(copy=False) cannot share this memory: {problem}; pass copy=None")
         if importable:
             return torch.utils.dlpack.from_dlpack(capsule), problem
+    if hasattr(x, "__array_namespace__"):  # (copy=False has raised above)
+        # A producer older than DLPack 1.0 may refuse read-only memory, which it cannot flag (array-api-
+        # strict over NumPy before 2.1): a copy its own library makes is writable, ours, and exports.
+        capsule = _export(x.__array_namespace__().asarray(x, copy=True), None)
+        problem, importable = _dlpack_problem(capsule)
+        if importable:
+            return torch.utils.dlpack.from_dlpack(capsule), None
     raise ValueError(
         f"cannot import this {type(x).__name__} through DLPack: {problem}; copy it to NumPy first"
     )

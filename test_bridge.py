@@ -7,6 +7,7 @@ import os
 import pathlib
 import re
 import tracemalloc
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -1309,3 +1310,24 @@ def test_a_device_index_past_the_last_is_a_value_error(monkeypatch: pytest.Monke
     with pytest.raises(ValueError, match=r"cuda:7 .*2 cuda devices \(cuda:0 to cuda:1\)"):
         _device("cuda:7")
     assert _device("meta") == torch.device("meta") and _device("cpu:3") == torch.device("cpu")
+
+
+class ReadOnlyOldArray(OldExporter):
+    """An array API array over NumPy before 2.1 (array-api-strict): DLPack 0.x cannot flag read-only
+    memory, so the producer refuses to export it; its library can copy it."""
+
+    def __dlpack__(self) -> Any:  # type: ignore[override]  # the old protocol takes no arguments
+        raise BufferError("cannot export a read-only array through DLPack 0.x")
+
+    def __array_namespace__(self) -> Any:
+        return types.SimpleNamespace(asarray=lambda x, copy: OldExporter(np.array(x.a, copy=copy)))
+
+
+def test_an_array_api_array_dlpack_cannot_export_is_copied_by_its_library() -> None:
+    a = _read_only(np.arange(3.0))
+    t = to_tensor(ReadOnlyOldArray(a))
+    assert t.tolist() == [0.0, 1.0, 2.0] and not shares_memory(t, a)
+    with pytest.raises(ValueError, match="copy=False"):
+        to_tensor(ReadOnlyOldArray(a), copy=False)
+    with pytest.raises(ValueError, match="cannot import this OldExporter through DLPack"):
+        to_tensor(OldExporter(np.arange(3.0)[::-1]))  # no library to ask for a copy
