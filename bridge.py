@@ -33,12 +33,12 @@ to_numpy:
      TypeError. An ndarray is returned as is; a copy or cast of a masked array with masked elements is
      a ValueError, as in rule 5.
   9. A tensor on another device is copied to the host.
-devices:
- 11. A device torch does not know, an accelerator it cannot use here, or an index past its last device
-     is a ValueError naming the device and what is available; "meta" needs no hardware.
 to_tensor of other libraries:
  10. An array exporting DLPack becomes a tensor on its device, sharing memory only when the export is
      writable (DLPack 1.0's read-only flag), aligned and free of negative strides.
+devices:
+ 11. A device torch does not know, an accelerator it cannot use here, or an index past its last device
+     is a ValueError naming the device and what is available; "meta" needs no hardware.
 
 Works with NumPy 1.26 and later; the shims for old NumPy say which versions need them.
 """
