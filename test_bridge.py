@@ -1195,7 +1195,9 @@ def _sparse_and_nested(values: list[float]) -> dict[str, torch.Tensor]:
     return {
         "coo": dense.to_sparse(),
         "csr": dense.to_sparse_csr(),
-        "nested": torch.nested.nested_tensor([torch.tensor(values), torch.tensor([0.5])], layout=torch.jagged),
+        "nested": torch.nested.nested_tensor(
+            [torch.tensor(values), torch.tensor([0.5])], layout=torch.jagged
+        ),
     }
 
 
