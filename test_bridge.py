@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import bridge
 from bridge import Device, NDArray, _device, numpy_dtype, shares_memory, to_numpy, to_tensor, torch_dtype
 
 # CI-sized by default; LAWS_MAX_EXAMPLES=2000 pytest for a deeper search.
@@ -727,8 +728,9 @@ def test_float_to_int_casts_that_lose_values_are_value_errors_on_every_path(bad:
         lambda: to_numpy(torch.from_numpy(a), dtype=np.int8),
     ]
     for convert in converts:
-        with pytest.raises(ValueError, match="NaN, infinite or outside"):
+        with pytest.raises(ValueError, match="NaN, infinite or outside") as raised:
             convert()
+        assert str(raised.value).endswith("e.g. with np.clip or np.nan_to_num")
     minus_infs: list[NDArray | torch.Tensor] = [
         np.array([-np.inf], np.float16),
         torch.tensor([-np.inf]).half(),
@@ -1131,6 +1133,46 @@ def test_copy_false_never_returns_memory_a_producer_copied() -> None:
     assert to_tensor(pd.DataFrame({"a": [1.0, 2.0], "b": [1, 2]})).tolist() == [[1.0, 1.0], [2.0, 2.0]]
 
 
+class RecordingArray:
+    """An ``__array__`` that shares ``a``, or refuses as NumPy 2 asks when ``a`` is None; it keeps the
+    copy= arguments it was called with."""
+
+    def __init__(self, a: NDArray | None) -> None:
+        self.a = a
+        self.copies: list[bool | None] = []
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray:
+        self.copies.append(copy)
+        if self.a is None:
+            raise ValueError("this producer would have to copy")
+        return self.a
+
+
+@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0", reason="NumPy 1.26 passes no copy=")
+def test_copy_false_asks_the_producer_not_to_copy() -> None:
+    a = np.arange(3.0)
+    sharing = RecordingArray(a)
+    assert shares_memory(to_tensor(sharing, copy=False), a)
+    assert sharing.copies == [False, False]  # the conversion, and its check
+    refusing = RecordingArray(None)
+    with pytest.raises(ValueError, match="RecordingArray .*would have to copy"):  # its reason, quoted
+        to_tensor(refusing, copy=False)
+    assert refusing.copies == [False]
+
+
+def test_the_numpy_1_shim_converts_as_numpy_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """_asarray's branch for NumPy 1.26 (no copy=) runs on any NumPy: it must convert, and copy=False
+    must still share or raise."""
+    monkeypatch.setattr(bridge, "_NUMPY_1", True)
+    assert to_tensor([1, 2]).tolist() == [1, 2]
+    buffer = bytearray(8)
+    view: Any = memoryview(buffer)
+    to_tensor(view, copy=False).fill_(7)
+    assert buffer == bytearray([7] * 8)
+    with pytest.raises(ValueError, match="CopyingArray.*new memory each time"):
+        to_tensor(CopyingArray(), copy=False)
+
+
 def test_broadcast_arrays_results_are_copied_without_a_warning() -> None:
     """NumPy warns on writes to (or reads of the writeable flag of) np.broadcast_arrays results, which
     will become read-only, and whose zero strides make one element many: rule 3 copies them."""
@@ -1202,6 +1244,7 @@ def _sparse_and_nested(values: list[float]) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("kind", ["coo", "csr", "nested"])
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta:UserWarning")  # torch's, once
 def test_casts_of_sparse_and_nested_tensors_check_their_stored_values(kind: str) -> None:
     t = _sparse_and_nested([1.5, -2.0])[kind]
     cast = to_tensor(t, dtype=torch.int64)  # as Tensor.to does (rule 1)
@@ -1263,12 +1306,28 @@ def test_int_to_int_casts_that_lose_values_are_value_errors_on_every_path(
         lambda: to_numpy(a, dtype=target),
         lambda: to_numpy(torch.from_numpy(a), dtype=target),
     ]
+    bounds = re.escape(f"outside [{np.iinfo(target).min}, {np.iinfo(target).max}]")
     for convert in converts:
-        with pytest.raises(ValueError, match=f"outside \\[{np.iinfo(target).min}, {np.iinfo(target).max}\\]"):
+        with pytest.raises(ValueError, match=bounds) as raised:
             convert()
+        assert "NaN" not in str(raised.value) and str(raised.value).endswith("e.g. with np.clip")
     fits = a[:1]
     assert to_tensor(torch.from_numpy(fits), dtype=torch_dtype(target)).tolist() == [1]
     assert to_numpy(fits, dtype=target).tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("edges", "source", "target"),
+    [([-128, 127], torch.int64, torch.int8), ([0, 2**63 - 1], torch.uint64, torch.int64)],
+    ids=["int64 to int8", "uint64 to int64"],
+)
+def test_int_to_int_casts_keep_the_target_range_edges(
+    edges: list[int], source: torch.dtype, target: torch.dtype
+) -> None:
+    a = np.array(edges, numpy_dtype(source))
+    for x in (a, torch.from_numpy(a)):
+        assert to_tensor(x, dtype=target).tolist() == edges
+        assert to_numpy(x, dtype=numpy_dtype(target)).tolist() == edges
 
 
 def test_python_ints_are_range_checked_too() -> None:
@@ -1293,6 +1352,17 @@ def test_an_unavailable_device_is_a_value_error_naming_it(device: str | torch.de
         _device(device)
 
 
+@no_cuda
+def test_the_available_devices_are_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="available: cpu$"):
+        _device("cuda")
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)  # as if one were there
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda: torch.device("mtia"))
+    monkeypatch.setattr(torch.accelerator, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match="available: cpu, mtia:0, mtia:1$"):
+        _device("cuda")
+
+
 @pytest.mark.parametrize("device", ["gpu", "cuda:x"])
 def test_a_device_torch_does_not_know_is_a_value_error(device: str) -> None:
     with pytest.raises(ValueError, match=re.escape(repr(device))):
@@ -1309,8 +1379,9 @@ def test_a_device_index_past_the_last_is_a_value_error(monkeypatch: pytest.Monke
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert _device("cuda:1") == torch.device("cuda", 1)
-    with pytest.raises(ValueError, match=r"cuda:7 .*2 cuda devices \(cuda:0 to cuda:1\)"):
-        _device("cuda:7")
+    for past in ("cuda:2", "cuda:7"):
+        with pytest.raises(ValueError, match=rf"{past} .*2 cuda devices \(cuda:0 to cuda:1\)"):
+            _device(past)
     assert _device("meta") == torch.device("meta") and _device("cpu:3") == torch.device("cpu")
 
 
