@@ -6,6 +6,8 @@ import math
 import os
 import pathlib
 import re
+import tracemalloc
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bridge import Device, NDArray, numpy_dtype, shares_memory, to_numpy, to_tensor, torch_dtype
+import bridge
+from bridge import Device, NDArray, _device, numpy_dtype, shares_memory, to_numpy, to_tensor, torch_dtype
 
 # CI-sized by default; LAWS_MAX_EXAMPLES=2000 pytest for a deeper search.
 LAWS = settings(max_examples=int(os.environ.get("LAWS_MAX_EXAMPLES", "150")), deadline=None)
@@ -47,6 +50,15 @@ ALIASES = sorted(
     key=lambda d: (d.str, d.type.__name__),
 )
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+# NumPy exports DLPack 1.0 (max_version=, copy=, the read-only flag) from 2.1 on. Before, its export is
+# that of a producer older than DLPack 1.0, which rule 10 copies and cannot ask to copy.
+numpy_exports_dlpack_1 = pytest.mark.skipif(
+    np.lib.NumpyVersion(np.__version__) < "2.1.0",
+    reason="needs NumPy>=2.1: older NumPy exports DLPack 0.x, which rule 10 copies "
+    "(test_producers_older_than_dlpack_1_are_copied covers that)",
+)
+# NumPy 1.26's stubs leave np.ma.masked_array untyped, a call mypy --strict refuses; 2.x types it.
+masked_array: Callable[..., Any] = np.ma.masked_array
 
 
 def bits(a: NDArray) -> bytes:
@@ -68,13 +80,12 @@ def rule_2_allows_sharing(a: NDArray) -> bool:
     )
 
 
-def rule_10_allows_sharing(a: NDArray) -> bool:
-    """Rule 2 as NumPy exports DLPack: strides count in whole items, so a size-1 axis may have any."""
+def rule_10_allows_sharing(a: NDArray, *, count_size_1_axes: bool = True) -> bool:
+    """Rule 2 as NumPy exports DLPack: strides count in whole items, so a size-1 axis may have any. Its
+    sign, too, depends on the NumPy version: ``count_size_1_axes=False`` ignores it."""
     odd = any(s % a.itemsize for s, n in zip(a.strides, a.shape, strict=True) if n > 1 or a.size == 0)
-    return (
-        bool(a.flags.writeable and a.flags.aligned and a.dtype.isnative and min(a.strides, default=0) >= 0)
-        and not odd
-    )
+    negative = any(s < 0 for s, n in zip(a.strides, a.shape, strict=True) if count_size_1_axes or n != 1)
+    return bool(a.flags.writeable and a.flags.aligned and a.dtype.isnative) and not (negative or odd)
 
 
 def has_aliased_elements(x: torch.Tensor | NDArray) -> bool:
@@ -86,12 +97,17 @@ def has_aliased_elements(x: torch.Tensor | NDArray) -> bool:
 
 
 def reference_cast(x: NDArray, target: np.dtype[Any]) -> NDArray | type[Exception]:
-    """NumPy's cast, or the error the bridge promises where NumPy would warn or lose values silently."""
+    """NumPy's cast, or the error the bridge promises where NumPy would warn or lose values silently
+    (rule 4: NaN, infinities and values outside the range of an integer target)."""
     if x.dtype.kind == "c" and target.kind in "fiub":
         return TypeError
     if x.dtype.kind == "f" and target.kind in "iu":
         info = np.iinfo(target)  # Python compares floats and ints exactly; the cast truncates
         if not all(math.isfinite(v) and info.min <= math.trunc(v) <= info.max for v in x.ravel().tolist()):
+            return ValueError
+    if x.dtype.kind in "iu" and target.kind in "iu":  # integers wrap silently in NumPy and torch
+        info = np.iinfo(target)
+        if not all(info.min <= v <= info.max for v in x.ravel().tolist()):
             return ValueError
     with np.errstate(invalid="ignore", over="ignore"):  # NaN payloads and float overflow, as in any cast
         return x.astype(target)
@@ -498,10 +514,10 @@ def test_ragged_sequences_raise_value_error() -> None:
 
 
 def test_masked_arrays_refuse_masked_elements() -> None:
-    masked = np.ma.masked_array([1.0, 2.0, 3.0], mask=[False, True, False])
+    masked = masked_array([1.0, 2.0, 3.0], mask=[False, True, False])
     with pytest.raises(ValueError, match="1 masked"):
         to_tensor(masked)
-    unmasked = np.ma.masked_array([1.0, 2.0], mask=False)
+    unmasked = masked_array([1.0, 2.0], mask=False)
     assert shares_memory(to_tensor(unmasked), unmasked.data)
 
 
@@ -550,7 +566,8 @@ def test_copy_false_on_a_python_list_or_a_numpy_scalar_raises_before_allocating(
 
 def test_writable_buffers_share_through_numpy() -> None:
     buffer = bytearray(8)
-    t = to_tensor(memoryview(buffer), copy=False)
+    view: Any = memoryview(buffer)  # a buffer: NumPy 1.26's ArrayLike does not say so
+    t = to_tensor(view, copy=False)
     t.fill_(7)
     assert buffer == bytearray([7] * 8)
 
@@ -711,8 +728,9 @@ def test_float_to_int_casts_that_lose_values_are_value_errors_on_every_path(bad:
         lambda: to_numpy(torch.from_numpy(a), dtype=np.int8),
     ]
     for convert in converts:
-        with pytest.raises(ValueError, match="NaN, infinite or outside"):
+        with pytest.raises(ValueError, match="NaN, infinite or outside") as raised:
             convert()
+        assert str(raised.value).endswith("e.g. with np.clip or np.nan_to_num")
     minus_infs: list[NDArray | torch.Tensor] = [
         np.array([-np.inf], np.float16),
         torch.tensor([-np.inf]).half(),
@@ -877,14 +895,14 @@ def test_the_meta_device_routes_moves_and_refusals_without_a_gpu() -> None:
 
 class Exporter:
     """A DLPack producer that is not NumPy: it exports the memory of an ndarray (or of a tensor), and
-    keeps the arguments it was last asked with."""
+    keeps the arguments it was asked with, first ask first."""
 
     def __init__(self, a: NDArray | torch.Tensor) -> None:
         self.a = a
-        self.asked: dict[str, Any] = {}
+        self.asked: list[dict[str, Any]] = []
 
     def __dlpack__(self, **kwargs: Any) -> Any:
-        self.asked = kwargs
+        self.asked.append(kwargs)
         return self.a.__dlpack__(**kwargs)
 
     def __dlpack_device__(self) -> tuple[int, int]:
@@ -910,6 +928,7 @@ class CopylessExporter(Exporter):
 
 @LAWS
 @given(arrays())
+@numpy_exports_dlpack_1
 def test_dlpack_input_shares_exactly_when_rule_10_allows(a: NDArray) -> None:
     if not a.dtype.isnative:  # DLPack has no byte order: the producer cannot export it
         with pytest.raises(ValueError, match="Exporter .*byte order"):  # the producer's reason, quoted
@@ -919,8 +938,12 @@ def test_dlpack_input_shares_exactly_when_rule_10_allows(a: NDArray) -> None:
     t = to_tensor(Exporter(a))
     assert tensor_bits(t) == before and not t.requires_grad
     shares = rule_10_allows_sharing(a) and a.size > 0
+    if rule_10_allows_sharing(a, count_size_1_axes=False) != rule_10_allows_sharing(a):
+        # A negative stride of a size-1 axis reaches no other element: NumPy 2.4 exports it, which rule
+        # 10 copies; NumPy 2.1 to 2.3 export a non-negative one, which it shares. Either is right.
+        shares = shares_memory(t, a)
     assert shares_memory(t, a) == shares
-    if rule_10_allows_sharing(a):
+    if shares or rule_10_allows_sharing(a):
         assert shares_memory(to_tensor(Exporter(a), copy=False), a) == shares
     else:
         with pytest.raises(ValueError, match="copy=False"):
@@ -940,6 +963,7 @@ def test_producers_older_than_dlpack_1_are_copied() -> None:
         to_tensor(OldExporter(a[::-1]))
 
 
+@numpy_exports_dlpack_1
 def test_read_only_exports_are_copied_even_by_a_producer_that_cannot_copy() -> None:
     a = _read_only(np.arange(3.0))
     t = to_tensor(CopylessExporter(a))
@@ -949,9 +973,10 @@ def test_read_only_exports_are_copied_even_by_a_producer_that_cannot_copy() -> N
 def test_producers_are_asked_for_the_dlpack_version_whose_structs_bridge_reads() -> None:
     exporter = Exporter(np.ones(2))
     to_tensor(exporter)
-    assert exporter.asked["max_version"] == (1, 0)
+    assert exporter.asked[0]["max_version"] == (1, 0)
 
 
+@numpy_exports_dlpack_1
 @pytest.mark.parametrize("dtype", SUPPORTED, ids=str)
 def test_dlpack_memory_is_shared_exactly_when_numpy_calls_it_aligned(dtype: np.dtype[Any]) -> None:
     """Off by one byte, or by half an item: a complex number is aligned as its parts are."""
@@ -976,6 +1001,11 @@ def test_array_api_strict_arrays_share_on_each_of_its_devices() -> None:
     xp = pytest.importorskip("array_api_strict")
     for device in xp.__array_namespace_info__().devices():
         x = xp.asarray([1.0, 2.0, 3.0], device=device)
+        if np.lib.NumpyVersion(np.__version__) < "2.1.0":  # it refuses max_version= over such NumPy:
+            assert to_tensor(x).tolist() == [1.0, 2.0, 3.0]  # an old export, copied (rule 10)
+            with pytest.raises(ValueError, match="DLPack 1.0"):
+                to_tensor(x, copy=False)
+            continue
         t = to_tensor(x, copy=False)
         t.fill_(7)
         assert bool(xp.all(x == 7))
@@ -1059,3 +1089,318 @@ def test_cuda_dlpack_producers_share_or_copy_by_rule_10() -> None:
     assert float(t[0]) == 42.0
     moved = to_tensor(Producer(), device="cpu")
     assert moved.is_cpu and moved.tolist() == t.tolist()
+
+
+# --- issue 23: refusals before work, what producers promise, errors of the right class ------------
+
+
+def test_copy_false_refuses_a_checked_cast_before_reading_any_value() -> None:
+    """Rule 4's value check reads every element; copy=False refuses the cast first, on every path."""
+    huge = torch.zeros(1).expand(2**40)  # checking its values would need a 1 TiB mask
+    writable = np.lib.stride_tricks.as_strided(np.zeros(1), (2**40,), (0,))
+    converts: list[Callable[[], object]] = [
+        lambda: to_tensor(writable, dtype=torch.int64, copy=False),
+        lambda: to_tensor(huge, dtype=torch.int64, copy=False),
+        lambda: to_numpy(huge, dtype=np.int64, copy=False),
+    ]
+    for convert in converts:
+        with pytest.raises(ValueError, match="copy=False"):
+            convert()
+    a = np.zeros(2**20)  # 8 MiB: the check would allocate a 1 MiB mask, and more
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="copy=False"):
+            to_tensor(a, dtype=torch.int32, copy=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**16
+
+
+class CopyingArray:
+    """An ``__array__`` that takes copy= but ignores it, as pandas 2's DataFrame of mixed dtypes does."""
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray:
+        return np.ones(2)
+
+
+def test_copy_false_never_returns_memory_a_producer_copied() -> None:
+    with pytest.raises(ValueError, match="CopyingArray.*copy=None"):
+        to_tensor(CopyingArray(), copy=False)
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match="copy=False"):
+        to_tensor(pd.DataFrame({"a": [1.0, 2.0], "b": [1, 2]}), copy=False)
+    assert to_tensor(pd.DataFrame({"a": [1.0, 2.0], "b": [1, 2]})).tolist() == [[1.0, 1.0], [2.0, 2.0]]
+
+
+class RecordingArray:
+    """An ``__array__`` that shares ``a``, or refuses as NumPy 2 asks when ``a`` is None; it keeps the
+    copy= arguments it was called with."""
+
+    def __init__(self, a: NDArray | None) -> None:
+        self.a = a
+        self.copies: list[bool | None] = []
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray:
+        self.copies.append(copy)
+        if self.a is None:
+            raise ValueError("this producer would have to copy")
+        return self.a
+
+
+@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0", reason="NumPy 1.26 passes no copy=")
+def test_copy_false_asks_the_producer_not_to_copy() -> None:
+    a = np.arange(3.0)
+    sharing = RecordingArray(a)
+    assert shares_memory(to_tensor(sharing, copy=False), a)
+    assert sharing.copies == [False, False]  # the conversion, and its check
+    refusing = RecordingArray(None)
+    with pytest.raises(ValueError, match="RecordingArray .*would have to copy"):  # its reason, quoted
+        to_tensor(refusing, copy=False)
+    assert refusing.copies == [False]
+
+
+def test_the_numpy_1_shim_converts_as_numpy_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """_asarray's branch for NumPy 1.26 (no copy=) runs on any NumPy: it must convert, and copy=False
+    must still share or raise."""
+    monkeypatch.setattr(bridge, "_NUMPY_1", True)
+    assert to_tensor([1, 2]).tolist() == [1, 2]
+    buffer = bytearray(8)
+    view: Any = memoryview(buffer)
+    to_tensor(view, copy=False).fill_(7)
+    assert buffer == bytearray([7] * 8)
+    with pytest.raises(ValueError, match="CopyingArray.*new memory each time"):
+        to_tensor(CopyingArray(), copy=False)
+
+
+def test_broadcast_arrays_results_are_copied_without_a_warning() -> None:
+    """NumPy warns on writes to (or reads of the writeable flag of) np.broadcast_arrays results, which
+    will become read-only, and whose zero strides make one element many: rule 3 copies them."""
+    for a in np.broadcast_arrays(np.zeros((2, 1)), np.arange(3.0)):
+        t = to_tensor(a)
+        assert t.tolist() == a.tolist() and not shares_memory(t, a)
+        with pytest.raises(ValueError, match="copy=False"):
+            to_tensor(a, copy=False)
+
+
+def test_writable_arrays_whose_elements_alias_are_copied() -> None:
+    """torch refuses in-place writes to such tensors: rule 2 copies them, as rule 7 makes them read-only."""
+    a = np.lib.stride_tricks.as_strided(np.arange(3.0), (3, 2), (8, 0))
+    t = to_tensor(a)
+    assert t.tolist() == a.tolist() and not shares_memory(t, a)
+    t.fill_(1)
+    with pytest.raises(ValueError, match="one element"):
+        to_tensor(a, copy=False)
+
+
+def test_copy_false_refuses_a_sequence_before_numpy_reads_its_items() -> None:
+    with pytest.raises(ValueError, match="copy=False.*list"):  # not NumPy's DeprecationWarning
+        to_tensor([torch.ones(2)], copy=False)
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [([np.inf], torch.int64), ([1e30], torch.int8), ([np.nan], torch.int64)],
+    ids=["inf", "1e30", "nan"],
+)
+def test_object_values_a_cast_cannot_hold_are_value_errors(values: list[float], dtype: torch.dtype) -> None:
+    with pytest.raises(ValueError, match=f"object values to {numpy_dtype(dtype)}"):
+        to_tensor(np.array(values, object), dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [torch.ones(2, requires_grad=True), torch.ones(2, dtype=torch.complex64).conj()],
+    ids=["requires grad", "conjugate bit"],
+)
+def test_a_list_holding_a_tensor_numpy_cannot_read_is_a_value_error(item: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match="list.*torch.stack"):
+        to_tensor([item])
+
+
+@pytest.mark.parametrize("dtype", [getattr(torch, "int4"), getattr(torch, "uint3"), torch.bits8], ids=str)
+def test_dtypes_torch_cannot_cast_are_type_errors_without_advice_that_fails(dtype: torch.dtype) -> None:
+    t = torch.empty(2, dtype=dtype)
+    with pytest.raises(TypeError, match=f"{dtype} .*cannot cast") as raised:
+        to_numpy(t)
+    assert "np.float32" not in str(raised.value)
+    with pytest.raises(TypeError, match=f"{dtype} .*cannot cast"):
+        to_numpy(t, dtype=np.float32)
+    with pytest.raises(TypeError, match=f"{dtype} .*cannot cast"):
+        to_tensor(t, dtype=torch.float32)
+    with pytest.raises(TypeError, match=f"{dtype} .*cannot cast"):
+        to_tensor(np.ones(2), dtype=dtype)
+
+
+def _sparse_and_nested(values: list[float]) -> dict[str, torch.Tensor]:
+    dense = torch.tensor([values, [0.0] * len(values)])
+    return {
+        "coo": dense.to_sparse(),
+        "csr": dense.to_sparse_csr(),
+        "nested": torch.nested.nested_tensor(
+            [torch.tensor(values), torch.tensor([0.5])], layout=torch.jagged
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", ["coo", "csr", "nested"])
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta:UserWarning")  # torch's, once
+def test_casts_of_sparse_and_nested_tensors_check_their_stored_values(kind: str) -> None:
+    t = _sparse_and_nested([1.5, -2.0])[kind]
+    cast = to_tensor(t, dtype=torch.int64)  # as Tensor.to does (rule 1)
+    assert cast.dtype == torch.int64 and cast.layout == t.layout and cast.is_nested == t.is_nested
+    with pytest.raises(ValueError, match="NaN, infinite or outside"):
+        to_tensor(_sparse_and_nested([1.5, math.nan])[kind], dtype=torch.int64)
+    with pytest.raises(ValueError, match="copy=False"):
+        to_tensor(t, dtype=torch.int64, copy=False)
+
+
+def test_detached_aliases_of_a_parameter_are_outside_rule_7() -> None:
+    """``w.detach()`` and ``w.data`` do not require grad: nothing in them says whose memory they are, so
+    their view is writable and writes reach ``w`` unseen by autograd, as the README warns."""
+    w = torch.nn.Parameter(torch.ones(2))
+    assert not to_numpy(w).flags.writeable
+    for alias in (w.detach(), w.data):
+        a = to_numpy(alias)
+        assert a.flags.writeable and shares_memory(a, w)
+        a[0] = 5
+        assert w[0].item() == 5
+        w.data.fill_(1)
+
+
+def test_to_numpy_copies_and_casts_of_masked_arrays_refuse_masked_elements() -> None:
+    """As to_tensor does (rule 5): a copy is a plain ndarray, and dropping the mask would lose data."""
+    masked = masked_array([1.0, 2.0, 3.0], mask=[False, True, False])
+    assert to_numpy(masked) is masked  # returned as is, mask and all
+    converts: list[Callable[[], object]] = [
+        lambda: to_numpy(masked, copy=True),
+        lambda: to_numpy(masked, dtype=np.float32),
+    ]
+    for convert in converts:
+        with pytest.raises(ValueError, match="1 masked"):
+            convert()
+    unmasked = masked_array([1.0, 2.0], mask=False)
+    copied = to_numpy(unmasked, copy=True)
+    assert type(copied) is np.ndarray and copied.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("values", "source", "target"),
+    [
+        ([1, -1], np.int64, np.uint8),
+        ([1, 256], np.int64, np.uint8),
+        ([1, -129], np.int16, np.int8),
+        ([1, 2**63], np.uint64, np.int64),
+        ([1, 2**32 - 1], np.uint32, np.int32),
+        ([1, 2**15], np.uint16, np.int16),
+        ([1, 2**16 - 1], np.uint16, np.int8),
+    ],
+)
+def test_int_to_int_casts_that_lose_values_are_value_errors_on_every_path(
+    values: list[int], source: type[np.integer[Any]], target: type[np.integer[Any]]
+) -> None:
+    a = np.array(values, source)
+    converts: list[Callable[[], object]] = [
+        lambda: to_tensor(a, dtype=torch_dtype(target)),
+        lambda: to_tensor(torch.from_numpy(a), dtype=torch_dtype(target)),
+        lambda: to_numpy(a, dtype=target),
+        lambda: to_numpy(torch.from_numpy(a), dtype=target),
+    ]
+    bounds = re.escape(f"outside [{np.iinfo(target).min}, {np.iinfo(target).max}]")
+    for convert in converts:
+        with pytest.raises(ValueError, match=bounds) as raised:
+            convert()
+        assert "NaN" not in str(raised.value) and str(raised.value).endswith("e.g. with np.clip")
+    fits = a[:1]
+    assert to_tensor(torch.from_numpy(fits), dtype=torch_dtype(target)).tolist() == [1]
+    assert to_numpy(fits, dtype=target).tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("edges", "source", "target"),
+    [([-128, 127], torch.int64, torch.int8), ([0, 2**63 - 1], torch.uint64, torch.int64)],
+    ids=["int64 to int8", "uint64 to int64"],
+)
+def test_int_to_int_casts_keep_the_target_range_edges(
+    edges: list[int], source: torch.dtype, target: torch.dtype
+) -> None:
+    a = np.array(edges, numpy_dtype(source))
+    for x in (a, torch.from_numpy(a)):
+        assert to_tensor(x, dtype=target).tolist() == edges
+        assert to_numpy(x, dtype=numpy_dtype(target)).tolist() == edges
+
+
+def test_python_ints_are_range_checked_too() -> None:
+    with pytest.raises(ValueError, match="outside \\[0, 255\\]"):
+        to_tensor(-1, dtype=torch.uint8)
+    assert to_tensor(255, dtype=torch.uint8).item() == 255
+    assert to_tensor([0, 1], dtype=torch.bool).tolist() == [False, True]
+
+
+# --- devices torch cannot reach: ValueError, naming the device and what is there --------------------
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+
+
+@no_cuda
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda", 0)], ids=str)
+def test_an_unavailable_device_is_a_value_error_naming_it(device: str | torch.device) -> None:
+    for x in (np.ones(2), torch.ones(2)):
+        with pytest.raises(ValueError, match="cuda.* not available.*cpu"):
+            to_tensor(x, device=device)
+    with pytest.raises(ValueError, match="cuda.* not available"):
+        _device(device)
+
+
+@no_cuda
+def test_the_available_devices_are_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="available: cpu$"):
+        _device("cuda")
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)  # as if one were there
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda: torch.device("mtia"))
+    monkeypatch.setattr(torch.accelerator, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match="available: cpu, mtia:0, mtia:1$"):
+        _device("cuda")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x"])
+def test_a_device_torch_does_not_know_is_a_value_error(device: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(device))):
+        _device(device)
+
+
+@pytest.mark.skipif(getattr(torch, "xpu", None) is None or torch.xpu.is_available(), reason="needs no XPU")
+def test_other_accelerators_torch_knows_are_checked_the_same_way() -> None:
+    with pytest.raises(ValueError, match="xpu.* not available"):
+        to_tensor(np.ones(2), device="xpu")
+
+
+def test_a_device_index_past_the_last_is_a_value_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _device("cuda:1") == torch.device("cuda", 1)
+    for past in ("cuda:2", "cuda:7"):
+        with pytest.raises(ValueError, match=rf"{past} .*2 cuda devices \(cuda:0 to cuda:1\)"):
+            _device(past)
+    assert _device("meta") == torch.device("meta") and _device("cpu:3") == torch.device("cpu")
+
+
+class ReadOnlyOldArray(OldExporter):
+    """An array API array over NumPy before 2.1 (array-api-strict): DLPack 0.x cannot flag read-only
+    memory, so the producer refuses to export it; its library can copy it."""
+
+    def __dlpack__(self) -> Any:  # type: ignore[override]  # the old protocol takes no arguments
+        raise BufferError("cannot export a read-only array through DLPack 0.x")
+
+    def __array_namespace__(self) -> Any:
+        return types.SimpleNamespace(asarray=lambda x, copy: OldExporter(np.array(x.a, copy=copy)))
+
+
+def test_an_array_api_array_dlpack_cannot_export_is_copied_by_its_library() -> None:
+    a = _read_only(np.arange(3.0))
+    t = to_tensor(ReadOnlyOldArray(a))
+    assert t.tolist() == [0.0, 1.0, 2.0] and not shares_memory(t, a)
+    with pytest.raises(ValueError, match="copy=False"):
+        to_tensor(ReadOnlyOldArray(a), copy=False)
+    with pytest.raises(ValueError, match="cannot import this OldExporter through DLPack"):
+        to_tensor(OldExporter(np.arange(3.0)[::-1]))  # no library to ask for a copy
