@@ -480,7 +480,7 @@ def thread_choice(repeats: int, quick: bool) -> None:
     X = rng.standard_normal((2_000, 256), dtype=np.float32)
     y = (X[:, :5].argmax(1)).astype(np.int64)
     chosen = estimators._PARALLEL_STEP
-    for width in (64, 512) if quick else (64, 256, 1024, 2048, 4096):
+    for width in (64, 512) if quick else (64, 128, 256, 1024, 4096):
         params: dict[str, Any] = {
             "hidden_layer_sizes": (width,),
             "batch_size": 200,

@@ -64,11 +64,13 @@ if TYPE_CHECKING:
 
     from .bridge import *  # type: ignore[import-not-found, unused-ignore]  # noqa: F403
 
+    def _device(device: torch.device | str | int) -> torch.device: ...  # bridge's, left out of __all__
+
     NDArray: TypeAlias = npt.NDArray[Any]  # bridge's alias, which its __all__ leaves out
 elif __package__:  # inside a package: bridge is this module's sibling
-    from .bridge import Device, NDArray, numpy_dtype, to_numpy, to_tensor, torch_dtype
+    from .bridge import Device, NDArray, _device, numpy_dtype, to_numpy, to_tensor, torch_dtype
 else:  # at the top level (a copy, this checkout, or pip's install): bridge is top-level too
-    from bridge import Device, NDArray, numpy_dtype, to_numpy, to_tensor, torch_dtype
+    from bridge import Device, NDArray, _device, numpy_dtype, to_numpy, to_tensor, torch_dtype
 
 __all__ = ["TorchClassifier", "TorchRegressor"]
 
@@ -85,7 +87,7 @@ _CHUNK = 16384  # rows per inference step: bounds predict's memory whatever n_sa
 _SPARSE_CHUNK = 256  # for sparse X, whose rows' activations outweigh them: see _chunk_rows
 _SPARSE_PREDICT_CHUNK = 128  # smaller in inference, where the chunk's activations set the peak memory
 # Training steps of fewer multiply-adds (rows x parameters) run on one OpenMP thread: see _threads_for.
-_PARALLEL_STEP = 2**22
+_PARALLEL_STEP = 2**23
 
 
 # MLP's numeric parameters: name -> (type, test, what is allowed).
@@ -638,18 +640,10 @@ class _TorchEstimator(BaseEstimator):
         # Where X lives: predict under dispatch insists on it (_check_library).
         self._fit_library = _library(X)
         if self.device is None:
-            device = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
-        elif not isinstance(self.device, (str, int, torch.device)) or isinstance(self.device, bool):
+            return X.device if isinstance(X, torch.Tensor) and not X.is_cpu else torch.device("cpu")
+        if not isinstance(self.device, (str, int, torch.device)) or isinstance(self.device, bool):
             raise TypeError(f"device must be None, a str, an int or a torch.device, got {self.device!r}")
-        else:
-            try:
-                device = torch.device(self.device)
-            except RuntimeError as err:
-                raise ValueError(
-                    f"device={self.device!r} is no device torch knows, e.g. 'cpu' or 'cuda:0'"
-                ) from err
-        _check_device(device)
-        return torch.device("cpu") if device.type == "cpu" else device  # "cpu:0" is the same memory
+        return _device(self.device)  # a ValueError for a device this machine or torch build lacks
 
     def _weigh_classes(self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any]) -> NDArray | None:
         """The sample weights times the class weights (the classifier's class_weight)."""
@@ -1742,18 +1736,6 @@ def _warn(message: str, category: type[Warning]) -> None:
     while frame is not None and frame.f_globals.get("__name__") == __name__:
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
-
-
-def _check_device(device: torch.device) -> None:
-    """Refuse, before any work, a device that this torch build or machine does not have."""
-    backend = getattr(torch, device.type, None)  # torch.cuda, torch.xpu, torch.mps, ...
-    if device.type != "cpu" and not (backend is not None and backend.is_available()):
-        raise ValueError(
-            f"device={str(device)!r}: this torch build or machine has no {device.type.upper()} device; use 'cpu'"
-        )
-    count = getattr(backend, "device_count", None)
-    if device.index is not None and count is not None and device.index >= count():
-        raise ValueError(f"device={str(device)!r}: this machine has {count()} {device.type} devices")
 
 
 def _seed_global_generators(seed: int, cuda: list[torch.device]) -> None:
