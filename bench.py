@@ -465,9 +465,15 @@ def busy_machine(repeats: int, quick: bool) -> None:
         after_numpy = fit_ratio(X, y, params, repeats, numpy_work)
         with busy_cores(torch.get_num_threads()):
             busy = fit_ratio(X, y, params, repeats, lambda: None)
+            chosen, estimators._PARALLEL_STEP = estimators._PARALLEL_STEP, 0  # torch's threads, every step
+            try:
+                all_threads = fit_ratio(X, y, params, repeats, lambda: None)
+            finally:
+                estimators._PARALLEL_STEP = chosen
         print(
             f"  {name:<18} fit / MLP: quiet {quiet:.2f}x, straight after NumPy work {after_numpy:.2f}x, "
-            f"{torch.get_num_threads()} busy processes {busy:.2f}x ({busy / quiet:.2f}x the quiet ratio)",
+            f"{torch.get_num_threads()} busy processes {busy:.2f}x ({busy / quiet:.2f}x the quiet ratio; "
+            f"{all_threads:.2f}x on all {torch.get_num_threads()} threads)",
             flush=True,
         )
 
