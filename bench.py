@@ -465,17 +465,26 @@ def busy_machine(repeats: int, quick: bool) -> None:
         after_numpy = fit_ratio(X, y, params, repeats, numpy_work)
         with busy_cores(torch.get_num_threads()):
             busy = fit_ratio(X, y, params, repeats, lambda: None)
-            chosen, estimators._PARALLEL_STEP = estimators._PARALLEL_STEP, 0  # torch's threads, every step
-            try:
+            with thread_line(0):  # torch's threads for every step
                 all_threads = fit_ratio(X, y, params, repeats, lambda: None)
-            finally:
-                estimators._PARALLEL_STEP = chosen
         print(
             f"  {name:<18} fit / MLP: quiet {quiet:.2f}x, straight after NumPy work {after_numpy:.2f}x, "
             f"{torch.get_num_threads()} busy processes {busy:.2f}x ({busy / quiet:.2f}x the quiet ratio; "
             f"{all_threads:.2f}x on all {torch.get_num_threads()} threads)",
             flush=True,
         )
+
+
+@contextlib.contextmanager
+def thread_line(line: float) -> Any:
+    """Fit's line between one thread and torch's (estimators._PARALLEL_STEP) moved, for a measurement:
+    0 gives every step torch's threads, infinity gives every step one."""
+    chosen = estimators._PARALLEL_STEP
+    estimators._PARALLEL_STEP = line  # type: ignore[assignment]  # a float, as the bench needs
+    try:
+        yield
+    finally:
+        estimators._PARALLEL_STEP = chosen
 
 
 def thread_choice(repeats: int, quick: bool) -> None:
@@ -485,7 +494,6 @@ def thread_choice(repeats: int, quick: bool) -> None:
     rng = np.random.default_rng(SEED)
     X = rng.standard_normal((2_000, 256), dtype=np.float32)
     y = (X[:, :5].argmax(1)).astype(np.int64)
-    chosen = estimators._PARALLEL_STEP
     for width in (64, 512) if quick else (64, 128, 256, 1024, 4096):
         params: dict[str, Any] = {
             "hidden_layer_sizes": (width,),
@@ -495,14 +503,11 @@ def thread_choice(repeats: int, quick: bool) -> None:
         work = 200 * (256 * width + width + width * 5 + 5)  # rows x parameters
 
         def fit_with(line: float, params: dict[str, Any] = params) -> None:
-            estimators._PARALLEL_STEP = line  # type: ignore[assignment]  # the bench's override
-            try:
+            with thread_line(line):
                 TorchClassifier(**params, random_state=SEED).fit(X, y)
-            finally:
-                estimators._PARALLEL_STEP = chosen
 
         one, every = interleaved_medians([partial(fit_with, np.inf), partial(fit_with, 0)], repeats)
-        pick = "one" if work < chosen else "all"
+        pick = "one" if work < estimators._PARALLEL_STEP else "all"
         print(
             f"  hidden {width:>5}: {work / 1e6:7.1f} M multiply-adds a step, one thread / all "
             f"{torch.get_num_threads()}: {one / every:.2f}x; fit uses {pick}",
