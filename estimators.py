@@ -1061,7 +1061,7 @@ class _TorchEstimator(BaseEstimator):
         """MLP's loss over all rows, weighted mean plus L2 term; leaves its gradient in ``gradient``,
         the vector the parameters' gradients are views of (see _flat_parameters)."""
         gradient.zero_()
-        step = _chunk_rows(module, data.X)
+        step = self._step_rows(module, data)
         parts = []
         for start in range(0, data.n, step):  # chunks bound the memory of activations
             losses = self._batch_loss(module, data, slice(start, start + step))
@@ -1763,9 +1763,9 @@ def _threads_for(work: int) -> contextlib.AbstractContextManager[Any]:
 
     torch runs its operations on a team of OpenMP threads, and every operation waits for the whole
     team. On a machine whose cores are busy (a browser, other jobs, the other fits of a parallel
-    search) one of them waits for a core, and small steps spent most of their time waiting: a digits
-    fit at batch 32 ran 37x slower than MLP's beside two busy processes on 2 cores, 1.3-1.8x on one
-    thread. Large steps, where threads pay off, keep the caller's setting (bench.py, "threads").
+    search) one of them waits for a core, and small steps spent most of their time waiting: beside two
+    busy processes on 2 cores a digits fit at batch 32 took 5.2x MLP's time on two threads, 1.6x on one.
+    Large steps, where threads pay off, keep the caller's setting (bench.py: busy_machine, thread_choice).
     OpenMP's thread count is per thread (omp_set_num_threads), so other threads, concurrent fits and
     the caller after fit see theirs; torch.set_num_threads would also change process-wide pools.
     """
