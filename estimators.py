@@ -12,6 +12,21 @@ classifier's ``class_weight``. Every numpy/torch crossing goes through bridge.py
 caller's data, torch's or NumPy's global random state or default dtype (small fits run on one thread,
 in the fitting thread only: see _threads_for), and a failed fit changes nothing; predict is pure and
 thread-safe.
+
+The file, top to bottom:
+
+1. ``_TorchEstimator``: what both estimators share, and the fit story (``_fit_or_raise``): check the
+   parameters -> validate the data -> seed -> build or resume the network -> hold out a validation part
+   -> train -> record.
+2. ``TorchClassifier`` and ``TorchRegressor``: what makes each one itself: its targets, its loss (as
+   autograd differentiates it, and as MLP reports it), its scores, its predict methods.
+3. Checking parameters: one table of MLP's numeric, boolean and string parameters, then the rest.
+4. Data: validation, sample weights, the hold-out split, and batches of rows as a module takes them.
+5. The network: the built-in MLP (with MLP's initial weights) or the caller's module, checked by a
+   dry run.
+6. Training: the optimizer, MLP's stopping bookkeeping, epochs of mini-batch steps, and L-BFGS.
+7. Inference: chunked forward passes, outputs in the caller's array library.
+8. What fit leaves as it found it: random generators, thread counts, and where warnings point.
 """
 # Settings a copy needs, since it cannot lean on this repository's pyproject.toml: scikit-learn ships no
 # types (its imports are untyped), and the estimators subclass its mixins and use its available_if.
@@ -77,247 +92,13 @@ __all__ = ["TorchClassifier", "TorchRegressor"]
 ModuleFactory: TypeAlias = Callable[[int, int], nn.Module]
 Output: TypeAlias = NDArray | torch.Tensor  # NumPy, or a tensor under array API dispatch
 _Estimator = TypeVar("_Estimator", bound="_TorchEstimator")
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "identity": nn.Identity,
-    "logistic": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-}
-_CHUNK = 16384  # rows per inference step: bounds predict's memory whatever n_samples is
-_SPARSE_CHUNK = 256  # for sparse X, whose rows' activations outweigh them: see _chunk_rows
-_SPARSE_PREDICT_CHUNK = 128  # smaller in inference, where the chunk's activations set the peak memory
-# Training steps of fewer multiply-adds (rows x parameters) run on one OpenMP thread: see _threads_for.
-_PARALLEL_STEP = 2**23
 
 
-# MLP's numeric parameters: name -> (type, test, what is allowed).
-_NUMBERS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
-    "alpha": (Real, lambda v: v >= 0, ">= 0"),
-    "learning_rate_init": (Real, lambda v: v > 0, "> 0"),
-    "power_t": (Real, lambda v: v >= 0, ">= 0"),
-    "max_iter": (Integral, lambda v: v > 0, "> 0"),
-    "max_fun": (Integral, lambda v: v > 0, "> 0"),
-    "tol": (Real, lambda v: v >= 0, ">= 0"),
-    "momentum": (Real, lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "validation_fraction": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
-    "beta_1": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
-    "beta_2": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
-    "epsilon": (Real, lambda v: v > 0, "> 0"),
-    "n_iter_no_change": (
-        Real,
-        lambda v: v == np.inf or isinstance(v, Integral) and int(v) > 0,
-        "an int > 0 or np.inf",
-    ),
-}
-_FLAGS = ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping")
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "activation": tuple(_ACTIVATIONS),
-    "solver": ("adam", "sgd", "lbfgs"),
-    "learning_rate": ("constant", "invscaling", "adaptive"),
-}
-_GLOBAL_RNG_LOCK = threading.RLock()  # see _private_global_rng; reentrant for fits inside a module factory
-
-
-class _CSRRows(NamedTuple):
-    """Rows of a CSR matrix as tensors: SciPy's own arrays, shared where their dtypes allow."""
-
-    indptr: torch.Tensor  # (n_rows + 1,)
-    indices: torch.Tensor  # (nnz,), the column of each value
-    values: torch.Tensor  # (nnz,)
-
-
-class _MLP(nn.Sequential):
-    """The built-in network: nn.Linear layers with MLP's activation between them."""
-
-    accepts_sparse = True  # batches of a sparse X arrive as _CSRRows (see _batch)
-
-    def forward(self, x: torch.Tensor | _CSRRows) -> torch.Tensor:
-        first, *rest = self
-        h: torch.Tensor = _sparse_linear(cast(nn.Linear, first), x) if isinstance(x, _CSRRows) else first(x)
-        for layer in rest:
-            h = layer(h)
-        return h
-
-
-def _sparse_linear(layer: nn.Linear, x: _CSRRows) -> torch.Tensor:
-    """``layer`` applied to sparse rows: for each row, the weight rows of its columns scaled by its
-    values and summed, which is x @ W + b without densifying x or copying its indices (W =
-    ``layer.weight.t()`` is the (fan_in, fan_out) matrix MLP keeps, stored in that order)."""
-    W = layer.weight.t()
-    out = F.embedding_bag(
-        x.indices, W, x.indptr, mode="sum", per_sample_weights=x.values, include_last_offset=True
-    )
-    return out.add_(layer.bias)  # in place: one activation-sized buffer less; backward never reads out
-
-
-class _Rows(NamedTuple):
-    """Training data as the loop reads it: ``X`` (a tensor, or CSR sliced a batch at a time), the
-    targets and sample weights on the device, and the weights on the host too, where batch sums need no
-    device sync."""
-
-    X: Any
-    Y: torch.Tensor
-    w: NDArray | None
-    w_t: torch.Tensor | None
-    dtype: torch.dtype | None  # what batches of X are cast to: the network's dtype, where X's differs
-
-    @property
-    def n(self) -> int:
-        return int(self.X.shape[0])
-
-
-class _Losses(NamedTuple):
-    """The losses of some rows, as ``_losses`` returns them ((n,), or (n, n_outputs)), and the rows'
-    sample weights (n,), or None."""
-
-    losses: torch.Tensor
-    w: torch.Tensor | None
-
-    def total(self) -> torch.Tensor:
-        """The weighted sum of the losses."""
-        if self.w is None:
-            return self.losses.sum()
-        total = self.w @ self.losses
-        return total if total.ndim == 0 else total.sum()
-
-    def detach(self) -> _Losses:
-        return _Losses(self.losses.detach(), self.w)
-
-
-def _rows(X: Any, Y: NDArray, w: NDArray | None, device: torch.device, dtype: torch.dtype) -> _Rows:
-    """The training data as the loop reads it. A dense X crosses to the device whole, on the CPU as a
-    view of the caller's memory, unless that memory is read-only (joblib hands each fit of a parallel
-    search a read-only memmap; np.load(mmap_mode="r") gives one): then X stays NumPy and each batch
-    is copied as it is read, so memory stays O(batch) and nothing read-only becomes writable."""
-    host = hasattr(X, "tocsr") or (device.type == "cpu" and not X.flags.writeable)
-    w_t = None if w is None else to_tensor(w, device=device)
-    cast = None if torch_dtype(X.dtype) == dtype else dtype
-    return _Rows(X if host else to_tensor(X, device=device), to_tensor(Y, device=device), w, w_t, cast)
-
-
-class _Held(NamedTuple):
-    """The validation part of the data: ``X``, the targets as given (``y``) and as the loss takes them
-    (``Y``), and the sample weights."""
-
-    X: Any
-    y: NDArray
-    Y: NDArray
-    w: NDArray | None
-
-
-@dataclass
-class _Progress:
-    """MLP's bookkeeping across epochs (and warm starts), with its stopping rule: the training loss
-    decides, or with early stopping the validation score."""
-
-    early_stopping: bool
-    loss_curve: list[float] = field(default_factory=list)
-    validation_scores: list[float] = field(default_factory=list)
-    best_loss: float = np.inf
-    best_score: float = -np.inf
-    stalled: int = 0  # epochs in a row without a tol improvement: MLP's _no_improvement_count
-
-    def add_loss(self, loss: float, tol: float) -> None:
-        self.loss_curve.append(loss)
-        if not self.early_stopping:
-            self.stalled = self.stalled + 1 if loss > self.best_loss - tol else 0
-            self.best_loss = min(self.best_loss, loss)
-
-    def add_score(self, score: float, tol: float) -> bool:
-        """Record a validation score; True when it is the best so far (early stopping keeps its weights)."""
-        self.validation_scores.append(score)
-        self.stalled = 0 if score >= self.best_score + tol else self.stalled + 1  # NaN never improves
-        if score > self.best_score:
-            self.best_score = score
-            return True
-        return False
-
-    def attributes(self) -> dict[str, Any]:
-        """The fitted attributes MLP derives from this bookkeeping."""
-        early = self.early_stopping
-        return {
-            "loss_": self.loss_curve[-1],
-            "loss_curve_": self.loss_curve,
-            "best_loss_": None if early else self.best_loss,
-            "validation_scores_": self.validation_scores if early else None,
-            "best_validation_score_": self.best_score if early else None,
-            "_no_improvement_count": self.stalled,
-        }
-
-
-class _Optimizer:
-    """MLP's 'adam', or 'sgd' with momentum, on ``params``. It keeps its own state and steps through
-    torch's documented functional forms, torch.optim.adam.adam and torch.optim.sgd.sgd, the fused
-    kernels torch.optim.Adam and SGD run, without their per-step wrapper (hooks, profiling, state
-    look-ups): that wrapper took about 25 us of a 190 us step at batch 32 (README, "Performance and
-    limits")."""
-
-    def __init__(self, solver: str, params: list[torch.Tensor], learning_rate: float, **options: Any) -> None:
-        self.solver, self.params = solver, params
-        self._learning_rate = learning_rate
-        fused = all(p.is_floating_point() for p in params)  # one kernel per step
-        self.options = {**options, "fused": fused, "weight_decay": 0.0, "maximize": False}  # L2: by hand
-        if solver == "adam":  # two moments from zero, and step counts, float32 on each parameter's device
-            self.state = [[torch.zeros_like(p) for p in params] for _ in range(2)]
-            self.state.append([p.new_zeros((), dtype=torch.float32) for p in params])
-            self.options["has_complex"] = any(p.is_complex() for p in params)
-        else:  # velocities from -0.0, the zero that adds exactly (x + -0.0 is x, a zero's sign too), so
-            # that the first step is torch's, which copies the gradient (to the bit for real numbers)
-            self.state = [[torch.full_like(p, -0.0) for p in params]]
-
-    @property
-    def learning_rate(self) -> float:
-        """The rate of the next step (MLP's optimizers' name for it)."""
-        return self._learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, rate: float) -> None:
-        # MLP's SGD velocity carries the rates it was built with; torch's buffer holds gradients that
-        # the current rate scales. Rescaling the buffer by old / new keeps MLP's velocity when the rate
-        # changes ('invscaling', 'adaptive'), and nothing changes while it stays constant.
-        if self.solver == "sgd" and rate != self._learning_rate:
-            with torch.no_grad():
-                for velocity in self.state[0]:
-                    velocity.mul_(self._learning_rate / rate)
-        self._learning_rate = rate
-
-    def zero_grad(self) -> None:
-        """torch.optim's zero_grad(set_to_none=True), without its per-call profiling hooks."""
-        for p in self.params:
-            p.grad = None
-
-    def step(self) -> None:
-        """Update every parameter that has a gradient; as in torch.optim, the others and their state
-        stay as they are."""
-        have = [i for i, p in enumerate(self.params) if p.grad is not None]
-        params = [self.params[i] for i in have]
-        grads = [cast(torch.Tensor, p.grad) for p in params]
-        state = [[tensors[i] for i in have] for tensors in self.state]
-        # Sparse gradients (nn.Embedding(sparse=True)) step as they are only in plain SGD: Adam's moments
-        # and SGD's velocities are dense, so every row moves anyway. No fused kernel takes them.
-        sparse = any(g.is_sparse for g in grads)
-        if sparse and (self.solver == "adam" or self.options["momentum"]):
-            grads, sparse = [g.to_dense() for g in grads], False
-        options = {**self.options, "fused": False} if sparse else self.options
-        with torch.no_grad():
-            if self.solver == "adam":
-                exp_avgs, exp_avg_sqs, steps = state  # [] below: no AMSGrad maxima
-                adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=self.learning_rate, **options)
-            else:
-                velocities = cast(list[torch.Tensor | None], state[0])  # the type sgd() declares
-                sgd(params, grads, velocities, sparse, lr=self.learning_rate, **options)
-
-    def copy_for(self, params: list[torch.Tensor], device: torch.device | str) -> _Optimizer:
-        """A copy of this optimizer that steps ``params`` (copies of its parameters, in their order),
-        its state copied to ``device``."""
-        twin = copy.copy(self)
-        twin.params = params
-        twin.state = [[t.to(device, copy=True) for t in tensors] for tensors in self.state]
-        return twin
+# --- 1. what both estimators share, and the fit story -----------------------------------------------
 
 
 class _TorchEstimator(BaseEstimator):
-    """What both estimators share: parameters, validation, the module, the training loop."""
+    """What both estimators share: MLP's parameters, fit, and the hooks each estimator fills in."""
 
     # Set by fit (trailing underscore), declared here for the type checker only.
     module_: nn.Module
@@ -428,157 +209,6 @@ class _TorchEstimator(BaseEstimator):
             )
         return [layer for layer in self.module_.modules() if isinstance(layer, nn.Linear)]
 
-    # --- fit: validate -> seed -> build -> train -> record ---------------------------------------
-
-    def _fit(
-        self: _Estimator,
-        X: Any,
-        y: Any,
-        sample_weight: Any,
-        *,
-        incremental: bool,
-        classes: Any = None,
-    ) -> _Estimator:
-        before = dict(vars(self))
-        try:
-            # Training needs autograd, also inside a caller's no_grad() or inference_mode() block.
-            with torch.inference_mode(False), torch.enable_grad():
-                return self._fit_or_raise(X, y, sample_weight, incremental=incremental, classes=classes)
-        except BaseException:
-            # A failed fit leaves every attribute as it was (validate_data resets n_features_in_ early);
-            # module_ and the optimizer were never touched: training ran on copies (see _resume).
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
-
-    def _fit_or_raise(
-        self: _Estimator, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any
-    ) -> _Estimator:
-        keep = self._check_params(incremental)
-        X_, y_, device = self._validate_X_y(X, y, reset=not keep)
-        # The network's dtype is X's, as in MLP (L-BFGS ends in float64: see _train_lbfgs); targets and
-        # weights follow it. Continued training casts X to the network's dtype, a batch at a time.
-        dtype = self._dtype() if keep else X_.dtype
-        w = self._check_weights(sample_weight, X_.shape[0], dtype)
-        Y, self.out_activation_ = self._encode_targets(
-            y_, dtype, keep=keep, incremental=incremental, classes=classes
-        )
-        self.n_outputs_ = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
-        w = self._weigh_classes(w, y_, dtype)
-        # MLP's random stream: the same random_state draws the same initial weights and shuffles. A
-        # copy of the stream is continued, so a failed call leaves the fitted one as it was.
-        rng = copy.deepcopy(self._rng) if keep else _random_state(self.random_state)
-        cuda = [device] if device.type == "cuda" else []
-        with _private_global_rng(self.module is not None, cuda):
-            module = self._resume(device, cuda) if keep else self._start(X_, device, rng, cuda)
-            X_, Y, w, val = self._hold_out(X_, Y, y_, w, rng, keep=keep)
-            data = _rows(X_, Y, w, device, torch_dtype(dtype))
-            self._check_outputs(module, data)  # a dry run, which also sizes lazy layers (nn.LazyLinear)
-            optimizer = self._make_optimizer(module, device, resume=keep and incremental)
-            if val is not None and self.scoring not in (None, "loss"):
-                self._check_scorer(module, val, device)
-            with _threads_for(self._step_rows(module, data) * sum(p.numel() for p in module.parameters())):
-                record = self._train(module, optimizer, data, val, rng, incremental=incremental, keep=keep)
-            global_states = _global_rng_states(cuda) if self.module is not None else None
-        module.eval()  # predict is pure: it relies on eval mode and never toggles it
-        self.module_, self._optimizer, self._shape = module, optimizer, self._shape_params()
-        self._rng, self._global_rng_states = rng, global_states
-        if isinstance(self.random_state, np.random.RandomState) and not keep:
-            self.random_state.set_state(rng.get_state())  # as in scikit-learn: a fit advances it
-        for name, value in record.items():
-            setattr(self, name, value)
-        return self
-
-    def _check_params(self, incremental: bool) -> bool:
-        """Raise on a bad parameter; return whether training continues from the fitted module."""
-        for name, (kind, ok, want) in _NUMBERS.items():
-            value: Any = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, kind):
-                raise TypeError(f"{name} must be a number {want}, got {value!r}")
-            if not ok(value) or name != "n_iter_no_change" and not np.isfinite(cast(float, value)):
-                raise ValueError(f"{name} must be {want} and finite, got {value!r}")
-        for name in _FLAGS:
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if not isinstance(self.verbose, (bool, np.bool_, Integral)):
-            raise TypeError(f"verbose must be a bool or an int >= 0, got {self.verbose!r}")
-        if self.verbose < 0:
-            raise ValueError(f"verbose must be a bool or an int >= 0, got {self.verbose!r}")
-        choices = {**_CHOICES, **({"loss": ("squared_error", "poisson")} if hasattr(self, "loss") else {})}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if not isinstance(value, str):
-                raise TypeError(f"{name} must be one of {allowed}, got {value!r}")
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r} is not one of {allowed}")
-        self._check_shape_params()
-        _check_random_state(self.random_state)
-        if self.scoring is not None and self.scoring != "loss":
-            if not (isinstance(self.scoring, str) or callable(self.scoring)):
-                raise TypeError(
-                    f"scoring must be None, 'loss', a scorer name or a callable, got {self.scoring!r}"
-                )
-            check_scoring(self, scoring=self.scoring)  # an unknown name is a ValueError naming it
-        if incremental and self.early_stopping:
-            raise ValueError(
-                "partial_fit has no validation split to stop on: set early_stopping=False, or call fit"
-            )
-        keep = (incremental or self.warm_start) and hasattr(self, "module_")
-        if keep and self._shape != self._shape_params():
-            raise ValueError(
-                f"the fitted network was built from {self._shape}, now {self._shape_params()}; "
-                f"warm_start and partial_fit cannot change its shape: set warm_start=False to refit"
-            )
-        return keep
-
-    def _check_shape_params(self) -> None:
-        """hidden_layer_sizes, batch_size and module: what the network and its batches are made of."""
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, bool) or not isinstance(sizes, (Integral, Sequence, np.ndarray)):
-            raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}")
-        if not all(
-            isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in self._hidden_sizes()
-        ):
-            raise ValueError(f"hidden_layer_sizes must be positive ints, got {sizes!r}")
-        if not (self.batch_size == "auto" or isinstance(self.batch_size, Integral) and self.batch_size > 0):
-            raise ValueError(f"batch_size must be 'auto' or an int > 0, got {self.batch_size!r}")
-        self._check_module_param()
-
-    def _check_module_param(self) -> None:
-        if isinstance(self.module, nn.Module):
-            raise TypeError(
-                f"module must build a new network from (n_features_in, n_outputs), not be one: pass "
-                f"the class ({type(self.module).__name__}) or a function returning a module, got an instance "
-                f"{self.module!r}"
-            )
-        if self.module is not None and not callable(self.module):
-            raise TypeError(
-                f"module must be a callable (n_features_in, n_outputs) -> nn.Module, got {self.module!r}"
-            )
-        if self.module is not None:
-            self._module_kwargs()  # raises where a size would be ignored
-
-    def _module_kwargs(self) -> dict[str, Any]:
-        """What the module factory is called with besides (n_features_in, n_outputs): MLP's
-        hidden_layer_sizes and activation, where it takes arguments of those names, so that an MLP
-        parameter grid sizes a custom network too. A value it would not see must be the default:
-        nothing is silently ignored."""
-        taken = _keywords_taken(cast(Callable[..., Any], self.module))
-        kwargs: dict[str, Any] = {}
-        for name, value, default in (
-            ("hidden_layer_sizes", self._hidden_sizes(), [100]),
-            ("activation", self.activation, "relu"),
-        ):
-            if name in taken:
-                kwargs[name] = tuple(value) if name == "hidden_layer_sizes" else value
-            elif value != default:
-                raise ValueError(
-                    f"{name}={getattr(self, name)!r} would be ignored: module={self.module!r} takes no "
-                    f"{name} argument. Add one to it (e.g. def net(n_in, n_out, {name}=...)), leave "
-                    f"{name} at its default, or size the module with module__<argument>=..."
-                )
-        return kwargs
-
     def set_params(self, **params: Any) -> Any:
         """Set parameters, as in scikit-learn. ``module__<name>=value`` binds a keyword argument of the
         module factory (``module`` becomes ``functools.partial(module, <name>=value)``), so a search
@@ -605,153 +235,73 @@ class _TorchEstimator(BaseEstimator):
             params.update({f"module__{k}": v for k, v in self.module.keywords.items()})
         return params
 
-    def _hidden_sizes(self) -> list[int]:
-        sizes = self.hidden_layer_sizes  # an int is one hidden layer, as in MLP
-        return [int(sizes)] if isinstance(sizes, (int, np.integer)) else list(sizes)
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().__getstate__()
+        if "module_" in state:  # pickles are device-free: a CUDA-trained model loads without a GPU
+            state["module_"], state["_optimizer"] = _to_cpu(state["module_"], state["_optimizer"])
+        return state
 
-    def _shape_params(self) -> dict[str, Any]:
-        """The parameters the network's shape follows from."""
-        if isinstance(self.module, functools.partial):  # set_params makes a new one each time: compare
-            factory = self.module  # what it binds
-            return {"module": (factory.func, factory.args, factory.keywords), **self._module_kwargs()}
-        if self.module is not None:
-            return {"module": self.module, **self._module_kwargs()}
-        return {"module": None, "hidden_layer_sizes": self._hidden_sizes(), "activation": self.activation}
+    # The fit story: validate -> seed -> build -> train -> record.
 
-    def _validate_X_y(self, X: Any, y: Any, *, reset: bool) -> tuple[Any, NDArray, torch.device]:
-        device = self._resolve_device(X)
-        X, y = _host(X), _host(y)
-        X_, y_ = validate_data(
-            self,
-            X,
-            y,
-            reset=reset,
-            accept_sparse="csr",
-            dtype=(np.float64, np.float32),  # kept: batches are cast to the network's dtype, if it differs
-            multi_output=True,
-            y_numeric=not is_classifier(self),
+    def _fit(
+        self: _Estimator,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        *,
+        incremental: bool,
+        classes: Any = None,
+    ) -> _Estimator:
+        before = dict(vars(self))
+        try:
+            # Training needs autograd, also inside a caller's no_grad() or inference_mode() block.
+            with torch.inference_mode(False), torch.enable_grad():
+                return self._fit_or_raise(X, y, sample_weight, incremental=incremental, classes=classes)
+        except BaseException:
+            # A failed fit leaves every attribute as it was (validate_data resets n_features_in_ early);
+            # module_ and the optimizer were never touched: training ran on copies (see _resume).
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit_or_raise(
+        self: _Estimator, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any
+    ) -> _Estimator:
+        keep = self._check_params(incremental)
+        X_, y_, device = _validate_X_y(self, X, y, reset=not keep)
+        # The network's dtype is X's, as in MLP (L-BFGS ends in float64: see _train_lbfgs); targets and
+        # weights follow it. Continued training casts X to the network's dtype, a batch at a time.
+        dtype = numpy_dtype(next(self.module_.parameters()).dtype) if keep else X_.dtype
+        w = _check_weights(sample_weight, X_.shape[0], dtype)
+        Y, self.out_activation_ = self._encode_targets(
+            y_, dtype, keep=keep, incremental=incremental, classes=classes
         )
-        # A sparse y (MultiLabelBinarizer(sparse_output=True)) is densified, as MLP does; the
-        # classifier then predicts a sparse indicator matrix, as MLP does.
-        self._sparse_y = scipy.sparse.issparse(y_)
-        return _canonical(X_), y_.toarray() if self._sparse_y else y_, device
-
-    def _resolve_device(self, X: Any) -> torch.device:
-        # Where X lives: predict under dispatch insists on it (_check_library).
-        self._fit_library = _library(X)
-        if self.device is None:
-            return X.device if isinstance(X, torch.Tensor) and not X.is_cpu else torch.device("cpu")
-        if not isinstance(self.device, (str, int, torch.device)) or isinstance(self.device, bool):
-            raise TypeError(f"device must be None, a str, an int or a torch.device, got {self.device!r}")
-        return _device(self.device)  # a ValueError for a device this machine or torch build lacks
-
-    def _weigh_classes(self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any]) -> NDArray | None:
-        """The sample weights times the class weights (the classifier's class_weight)."""
-        return w
-
-    def _dtype(self) -> np.dtype[Any]:
-        return numpy_dtype(next(self.module_.parameters()).dtype)
-
-    def _check_weights(self, sample_weight: Any, n: int, dtype: np.dtype[Any]) -> NDArray | None:
-        if sample_weight is None:
-            return None
-        if isinstance(sample_weight, Real):  # one weight for every sample, as MLP accepts
-            sample_weight = np.full(n, sample_weight)
-        w: NDArray = check_array(
-            _host(sample_weight), ensure_2d=False, dtype=dtype, input_name="sample_weight"
-        )
-        if w.shape != (n,):
-            raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},), one per sample")
-        if (w < 0).any() or not w.any():
-            raise ValueError("sample_weight must be >= 0 with at least one non-zero weight")
-        return w
-
-    def _hold_out(
-        self, X: Any, Y: NDArray, y: NDArray, w: NDArray | None, rng: np.random.RandomState, *, keep: bool
-    ) -> tuple[Any, NDArray, NDArray | None, _Held | None]:
-        """The training part ``(X, Y, w)`` and, with early stopping, the validation part of the data.
-
-        As in MLP, L-BFGS trains on all of it, and the split takes MLP's draws from the random stream.
-        The stream's state before the split is kept, so warm-started fits validate on the same rows
-        (given the same data).
-        """
-        if not keep:
-            self._split_state = None
-        if not self.early_stopping or self.solver == "lbfgs":
-            return X, Y, w, None
-        if self.validation_fraction == 0:
-            raise ValueError(
-                "early_stopping needs a validation split, and validation_fraction=0 holds out none: "
-                "set validation_fraction in (0, 1), e.g. 0.1, or early_stopping=False"
-            )
-        if self._split_state is None:  # the first fit that splits: MLP's draws, remembered
-            self._split_state = rng.get_state(legacy=False)
-            splitter = rng
-        else:
-            splitter = np.random.RandomState()
-            splitter.set_state(self._split_state)
-        stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None  # as MLP: binary only
-        parts = [X, Y, y] + ([] if w is None else [w])
-        split = train_test_split(
-            *parts, test_size=float(self.validation_fraction), random_state=splitter, stratify=stratify
-        )
-        X_tr, X_val, Y_tr, Y_val, _, y_val = split[:6]
-        if X_val.shape[0] < 2:
-            raise ValueError(
-                f"early stopping needs at least 2 validation samples; validation_fraction="
-                f"{self.validation_fraction} of {X.shape[0]} samples leaves {X_val.shape[0]}: raise "
-                f"validation_fraction, add data, or set early_stopping=False"
-            )
-        w_tr, w_val = (split[6], split[7]) if w is not None else (None, None)
-        for part, weights in (("training", w_tr), ("validation", w_val)):
-            if weights is not None and not weights.any():
-                raise ValueError(
-                    f"every sample of the {part} part weighs 0 after the early-stopping split "
-                    f"(validation_fraction={self.validation_fraction}): weigh more samples, or set "
-                    f"early_stopping=False"
-                )
-        return X_tr, Y_tr, w_tr, _Held(X_val, y_val, Y_val, w_val)
-
-    def _start(
-        self, X: Any, device: torch.device, rng: np.random.RandomState, cuda: list[torch.device]
-    ) -> nn.Module:
-        """A new module, in X's dtype."""
-        if self.module is not None:  # the module's own draws come from the (forked) global streams
-            _seed_global_generators(int(rng.randint(2**31 - 1)), cuda)
-        return self._build_module(X.shape[1], torch_dtype(X.dtype), device, rng)
-
-    def _build_module(
-        self, n_in: int, dtype: torch.dtype, device: torch.device, rng: np.random.RandomState
-    ) -> nn.Module:
-        if self.module is not None:
-            module = self.module(n_in, self.n_outputs_, **self._module_kwargs())
-            if not isinstance(module, nn.Module):
-                raise TypeError(
-                    f"module({n_in}, {self.n_outputs_}) returned {type(module).__name__}, not an nn.Module"
-                )
-            return module.to(device=device, dtype=dtype)
-        sizes = [n_in, *self._hidden_sizes(), self.n_outputs_]
-        layers: list[nn.Module] = []
-        for fan_in, fan_out in itertools.pairwise(sizes):
-            # MLP's Glorot-uniform initialisation: its draws, in its order, in float64 for every dtype.
-            bound = ((2.0 if self.activation == "logistic" else 6.0) / (fan_in + fan_out)) ** 0.5
-            coef = rng.uniform(-bound, bound, (fan_in, fan_out))
-            intercept = rng.uniform(-bound, bound, fan_out)
-            layer = nn.Linear(fan_in, fan_out, device="meta")
-            # Stored as MLP stores coefs_, (fan_in, fan_out) row-major; nn.Linear's weight is its
-            # transpose, so x @ weight.t() reads memory in order (a sparse batch's product is about 4x
-            # faster than through a transposed copy, and the gradient needs no transposing copy).
-            layer.weight = nn.Parameter(to_tensor(coef, dtype=dtype, device=device, copy=True).t())
-            layer.bias = nn.Parameter(to_tensor(intercept, dtype=dtype, device=device, copy=True))
-            layers += [layer, _ACTIVATIONS[self.activation]()]
-        return _MLP(*layers[:-1])  # no activation after the output layer
-
-    def _resume(self, device: torch.device, cuda: list[torch.device]) -> nn.Module:
-        """A copy of the fitted module to train on: module_ stays untouched until the fit succeeds, so
-        a failed call changes nothing."""
-        if self._global_rng_states is not None:  # a custom module's stream continues too
-            _set_global_rng_states(self._global_rng_states, cuda)
-        return copy.deepcopy(self.module_).to(device)
+        self.n_outputs_ = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
+        w = self._weigh_classes(w, y_, dtype)
+        # MLP's random stream: the same random_state draws the same initial weights and shuffles. A
+        # copy of the stream is continued, so a failed call leaves the fitted one as it was.
+        rng = copy.deepcopy(self._rng) if keep else _random_state(self.random_state)
+        cuda = [device] if device.type == "cuda" else []
+        with _private_global_rng(self.module is not None, cuda):
+            module = _resume(self, device, cuda) if keep else _start(self, X_, device, rng, cuda)
+            X_, Y, w, val = _hold_out(self, X_, Y, y_, w, rng, keep=keep)
+            data = _rows(X_, Y, w, device, torch_dtype(dtype))
+            _check_outputs(self, module, data)  # a dry run, which also sizes lazy layers (nn.LazyLinear)
+            optimizer = self._make_optimizer(module, device, resume=keep and incremental)
+            training = _Training(self, module, optimizer, data, val)
+            if val is not None and self.scoring not in (None, "loss"):
+                training.check_scorer()
+            with _threads_for(training.step_rows() * sum(p.numel() for p in module.parameters())):
+                record = training.run(rng, incremental=incremental, keep=keep)
+            global_states = _global_rng_states(cuda) if self.module is not None else None
+        module.eval()  # predict is pure: it relies on eval mode and never toggles it
+        self.module_, self._optimizer, self._shape = module, optimizer, _shape_params(self)
+        self._rng, self._global_rng_states = rng, global_states
+        if isinstance(self.random_state, np.random.RandomState) and not keep:
+            self.random_state.set_state(rng.get_state())  # as in scikit-learn: a fit advances it
+        for name, value in record.items():
+            setattr(self, name, value)
+        return self
 
     def _make_optimizer(self, module: nn.Module, device: torch.device, *, resume: bool) -> _Optimizer | None:
         """The optimizer for ``module``: as in MLP, partial_fit continues the fitted one (a copy of it)
@@ -770,363 +320,21 @@ class _TorchEstimator(BaseEstimator):
         betas = {"beta1": float(self.beta_1), "beta2": float(self.beta_2)}
         return _Optimizer("adam", params, lr, **betas, eps=float(self.epsilon), amsgrad=False)
 
-    def _check_outputs(self, module: nn.Module, data: _Rows) -> None:
-        """The module must map (batch, n_features_in) to (batch, n_outputs); checked on two rows in
-        eval mode without gradients, so no layer updates its statistics or draws a random number."""
-        module.eval()
-        with torch.no_grad():
-            raw = module(_batch(module, data.X, slice(0, 2), data.Y.device, data.dtype))
-        expected = (min(2, data.n), self.n_outputs_)
-        if not isinstance(raw, torch.Tensor):
-            raise TypeError(f"the module returned {type(raw).__name__}; it must return one tensor")
-        if tuple(raw.shape) != expected:
-            raise ValueError(
-                f"the module maps {expected[0]} rows to shape {tuple(raw.shape)}; it must return raw "
-                f"outputs of shape (batch, n_outputs) = {expected}, e.g. end with nn.Linear(..., "
-                f"{self.n_outputs_})"
-            )
-        self._check_raw(raw)
+    # Hooks: what each estimator fills in.
 
-    def _check_raw(self, raw: torch.Tensor) -> None:
-        """Refuse outputs that cannot be raw scores for this estimator's loss (the classifier's)."""
-
-    # --- training: epochs of mini-batch steps, or L-BFGS ---------------------------------------
-
-    def _train(
-        self,
-        module: nn.Module,
-        optimizer: _Optimizer | None,
-        data: _Rows,
-        val: _Held | None,
-        rng: np.random.RandomState,
-        *,
-        incremental: bool,
-        keep: bool,
-    ) -> dict[str, Any]:
-        """Train ``module`` in place; return the fitted attributes that describe the training."""
-        module.train()
-        if optimizer is None:
-            return self._train_lbfgs(module, data)
-        progress = self._progress(keep, early_stopping=val is not None)
-        n_iter = self.n_iter_ if incremental and keep else 0  # partial_fit counts on; a fit counts itself
-        t = self.t_ if keep else 0
-        # Under warm start the current weights are the best validated so far.
-        best = copy.deepcopy(module.state_dict()) if keep and val is not None else None
-        first = n_iter
-        try:
-            for _ in range(1 if incremental else self.max_iter):
-                # MLP's draws; a fresh permutation each epoch, so that partial_fit repeats fit exactly.
-                order = rng.permutation(data.n) if self.shuffle else None
-                loss = self._epoch(module, optimizer, data, order)
-                n_iter, t = n_iter + 1, t + data.n
-                if self.verbose:
-                    print(f"Iteration {n_iter}, loss = {loss:.8f}")
-                progress.add_loss(loss, self.tol)
-                if val is None:
-                    self._check_finite(loss, n_iter)
-                elif progress.add_score(self._validation_score(module, val, data.Y.device), self.tol):
-                    best = copy.deepcopy(module.state_dict())
-                self._schedule(optimizer, t)
-                if progress.stalled > self.n_iter_no_change:
-                    if self._stop_or_slow_down(optimizer):
-                        break
-                    progress.stalled = 0
-            else:
-                if not incremental:
-                    _warn_not_converged(f"max_iter={self.max_iter} epochs ended training")
-        except KeyboardInterrupt:
-            # As MLP: Ctrl-C in a notebook ends training and keeps what it trained, epochs whole or
-            # not. Before the first epoch ends there is nothing to record: the fit fails as any other.
-            if n_iter == first:
-                raise
-            _warn(f"training was interrupted (KeyboardInterrupt) after {n_iter - first} epochs", UserWarning)
-        if val is not None:
-            if best is None:
-                raise ValueError("no validation score was finite: scale the data or lower learning_rate_init")
-            module.load_state_dict(best)  # early stopping keeps the best validated weights
-        return {**progress.attributes(), "n_iter_": n_iter, "t_": t}
-
-    def _step_rows(self, module: nn.Module, data: _Rows) -> int:
-        """Rows a training step computes: a batch, or for L-BFGS a chunk of the full batch."""
-        if self.solver == "lbfgs":
-            return min(_chunk_rows(module, data.X), data.n)
-        return min(200 if self.batch_size == "auto" else int(self.batch_size), data.n)
-
-    def _progress(self, keep: bool, *, early_stopping: bool) -> _Progress:
-        if not keep:
-            return _Progress(early_stopping)
-        best_score = self.best_validation_score_
-        return _Progress(
-            early_stopping,
-            list(self.loss_curve_),
-            list(self.validation_scores_ or []) if early_stopping else [],
-            best_loss=np.inf if self.best_loss_ is None else self.best_loss_,
-            best_score=-np.inf if best_score is None or not early_stopping else best_score,
-            stalled=self._no_improvement_count,
-        )
-
-    def _epoch(self, module: nn.Module, optimizer: _Optimizer, data: _Rows, order: NDArray | None) -> float:
-        """One pass over the rows (in ``order``, if given) in mini-batches, one step each; the epoch's
-        loss as MLP reports it."""
-        n, batch = data.n, self._step_rows(module, data)
-        starts = range(0, n, batch)
-        # Each batch's loss is a weighted mean: divided by its weight (MLP's sw_sum), computed here
-        # for the whole epoch at once, on the host, so no step waits on the device.
-        weights = (
-            [min(batch, n - start) for start in starts]
-            if data.w is None
-            else np.add.reduceat(data.w if order is None else data.w[order], starts).tolist()
-        )
-        index = None if order is None else to_tensor(order, device=data.Y.device)
-        matrices = _weight_matrices(optimizer.params)
-        losses = []
-        for start, weight in zip(starts, weights, strict=True):
-            if weight == 0:  # every sample weighs nothing: there is nothing to learn from this batch
-                continue
-            rows = slice(start, start + batch) if index is None else index[start : start + batch]
-            losses.append(self._step(module, optimizer, matrices, data, rows, weight))
-        # As MLP reports it: every batch adds the L2 term (here with the epoch's final weights).
-        penalty = self._penalty(matrices) * len(losses)
-        return (self._reported(losses) + penalty) / sum(weights)
-
-    def _step(
-        self,
-        module: nn.Module,
-        optimizer: _Optimizer,
-        matrices: list[torch.Tensor],
-        data: _Rows,
-        rows: slice | torch.Tensor,
-        weight: float,
-    ) -> _Losses:
-        """One optimizer step on ``rows``; returns their losses, detached."""
-        losses = self._batch_loss(module, data, rows)
-        optimizer.zero_grad()
-        torch.autograd.backward(losses.total() / weight)
-        self._add_penalty_gradient(matrices, weight)
-        optimizer.step()
-        return losses.detach()
-
-    def _batch_loss(self, module: nn.Module, data: _Rows, rows: slice | torch.Tensor) -> _Losses:
-        """The losses of ``rows``, with their sample weights."""
-        raw = module(_batch(module, data.X, rows, data.Y.device, data.dtype))
-        return _Losses(
-            self._losses(raw, _take(data.Y, rows)), None if data.w_t is None else _take(data.w_t, rows)
-        )
-
-    def _reported(self, parts: list[_Losses]) -> float:
-        """The (weighted) sum of the losses in ``parts`` as MLP reports them (see _shown)."""
-        shown = self._shown(torch.cat([part.losses for part in parts]))
-        weights = None if parts[0].w is None else torch.cat([cast(torch.Tensor, part.w) for part in parts])
-        return float(_Losses(shown, weights).total())
-
-    # MLP's L2 term, 0.5 * alpha * ||W||^2 summed over the weight matrices, is added by hand, outside
-    # autograd: its value to the loss, its gradient to the matrices' gradients. One norm per matrix
-    # takes about 5 us of an iris epoch, where square(), sum() and the adds took 38.
-
-    def _penalty(self, matrices: list[torch.Tensor]) -> float:
-        with torch.no_grad():
-            norms = [float(torch.linalg.vector_norm(W)) for W in matrices]
-        return 0.5 * self.alpha * sum(n * n for n in norms)  # n * n overflows to inf; n ** 2 would raise
-
-    def _add_penalty_gradient(self, matrices: list[torch.Tensor], weight: float) -> None:
-        """Add alpha * W / ``weight`` to the gradient of each matrix W that has one."""
-        if self.alpha == 0:
-            return
-        with torch.no_grad():
-            for W in matrices:
-                if W.grad is None:
-                    continue
-                if W.grad.is_sparse:  # nn.Embedding(sparse=True): the L2 term reaches every row
-                    W.grad = W.grad.to_dense()
-                W.grad.add_(W, alpha=self.alpha / weight)
-
-    def _validation_score(self, module: nn.Module, val: _Held, device: torch.device) -> float:
-        module.eval()
-        with np.errstate(all="ignore"):  # diverged predictions score NaN, as in MLP
-            score = self._watched_score(module, val, device)
-        module.train()
-        return score if np.isfinite(score) else np.nan
-
-    def _watched_score(self, module: nn.Module, val: _Held, device: torch.device) -> float:
-        """What early stopping watches (higher is better): MLP's score for scoring=None (accuracy or
-        R^2), minus the loss for 'loss', else the scorer's value."""
-        if self.scoring is None:
-            return self._score_module(module, val.X, val.y, val.w, device=device)
-        if self.scoring == "loss":
-            raw = self._map_chunks(module, val.X, device, lambda raw: raw)
-            w = None if val.w is None else to_tensor(val.w, device=device)
-            total = len(val.y) if val.w is None else float(val.w.sum())
-            return -self._reported([_Losses(self._losses(raw, to_tensor(val.Y, device=device)), w)]) / total
-        # A scorer calls predict on an estimator: a shallow view of this one, predicting with module
-        # from the split, which is NumPy (so the view takes NumPy under array API dispatch too).
-        view = type(self).__new__(type(self))
-        view.__dict__.update(vars(self), module_=module, _fit_library=None)
-        view.__dict__.pop("feature_names_in_", None)  # no names to check either
-        scorer = check_scoring(self, scoring=self.scoring)
-        # A plain scorer(estimator, X, y) is called as it is written: without weights.
-        weighted = val.w is not None and "sample_weight" in _keywords_taken(scorer)
-        try:
-            return float(scorer(view, val.X, val.y, **({"sample_weight": val.w} if weighted else {})))
-        except (AttributeError, TypeError, ValueError) as err:
-            raise ValueError(f"scoring={self.scoring!r} cannot score {type(self).__name__}: {err}") from err
-
-    def _check_scorer(self, module: nn.Module, val: _Held, device: torch.device) -> None:
-        """A scorer that cannot score the validation part fails before training, not after it."""
-        if np.isnan(self._validation_score(module, val, device)):
-            raise ValueError(
-                f"scoring={self.scoring!r} scores the untrained network NaN on the validation part "
-                f"({len(val.y)} rows): it may need labels the part lacks (e.g. both classes of every "
-                f"label for 'roc_auc'); raise validation_fraction, or choose another scoring"
-            )
-
-    def _check_finite(self, loss: float, n_iter: int) -> None:
-        if not np.isfinite(loss):
-            raise ValueError(
-                f"the training loss became {loss} at iteration {n_iter}; the data may need scaling "
-                f"(e.g. StandardScaler) or learning_rate_init={self.learning_rate_init} is too large"
-            )
-
-    def _schedule(self, optimizer: _Optimizer, t: int) -> None:
-        """MLP's 'invscaling' rate for sgd, set after each epoch: learning_rate_init / (t + 1) ** power_t,
-        ``t`` being the number of samples seen."""
-        if self.solver == "sgd" and self.learning_rate == "invscaling":
-            optimizer.learning_rate = float(self.learning_rate_init / (t + 1) ** self.power_t)
-
-    def _stop_or_slow_down(self, optimizer: _Optimizer) -> bool:
-        """At a stall: stop, or with sgd's 'adaptive' rate divide it by 5 and go on (stop at 1e-6)."""
-        lr = optimizer.learning_rate
-        if self.solver == "sgd" and self.learning_rate == "adaptive" and lr > 1e-6:
-            optimizer.learning_rate = lr / 5
-            if self.verbose:
-                print(f"Learning rate lowered to {lr / 5:.6f}")
-            return False
-        if self.verbose:
-            watched = "validation score" if self.early_stopping else "training loss"
-            epochs = self.n_iter_no_change
-            print(f"Stopping: the {watched} did not improve by tol={self.tol} for {epochs} epochs")
-        return True
-
-    def _train_lbfgs(self, module: nn.Module, data: _Rows) -> dict[str, Any]:
-        """Full-batch L-BFGS as MLP runs it: SciPy's L-BFGS-B with max_iter, max_fun and gtol=tol, on
-        MLP's loss (which clips probabilities) and the gradient autograd computes, in chunks of rows.
-
-        As in MLP, the start is in the network's dtype, so SciPy hands back points in it (it rounds
-        them to x0's dtype) and the network computes in it; the result is SciPy's float64 point,
-        unrounded: L-BFGS leaves MLP's weights, and ours, in float64 (predictions follow).
-        """
-        params: list[torch.Tensor] = [p for p in module.parameters() if p.requires_grad]
-        with _flat_parameters(params) as (flat, gradient):
-            result = scipy.optimize.minimize(
-                self._full_batch_loss(module, data, params, flat, gradient),
-                to_numpy(flat, copy=True),
-                method="L-BFGS-B",
-                jac=True,
-                options={"maxiter": self.max_iter, "maxfun": self.max_fun, "gtol": self.tol},
-            )
-        module.to(torch.float64)  # in place: params stay the module's parameters
-        with _flat_parameters(params) as (flat, _):
-            flat.copy_(to_tensor(result.x))
-        loss = float(result.fun)
-        if not np.isfinite(loss):
-            raise ValueError(f"the training loss became {loss}; scale the data or add alpha")
-        if result.status != 0:  # MLP warns alike: max_iter or max_fun ran out, or the line search failed
-            _warn_not_converged(f"L-BFGS stopped after {result.nit} iterations: {result.message}")
-        n_iter = min(int(result.nit), self.max_iter)
-        return {
-            "loss_": loss,
-            "loss_curve_": [loss],
-            "n_iter_": n_iter,
-            "t_": data.n * n_iter,
-            "best_loss_": loss,
-            "validation_scores_": None,
-            "best_validation_score_": None,
-            "_no_improvement_count": 0,
-        }
-
-    def _full_batch_loss(
-        self,
-        module: nn.Module,
-        data: _Rows,
-        params: list[torch.Tensor],
-        flat: torch.Tensor,
-        gradient: torch.Tensor,
-    ) -> Callable[[NDArray], tuple[float, NDArray]]:
-        """MLP's L-BFGS objective as SciPy calls it: parameters (``flat``, see _flat_parameters) in, the
-        weighted mean loss over all rows plus the L2 term out, with its gradient (left in ``gradient``,
-        where the parameters' gradients accumulate, and copied out).
-
-        On small data an evaluation is a few hundred microseconds of arithmetic, each tensor operation
-        a visible part of it: what stays the same between evaluations is prepared once, here."""
-        total_weight = data.n if data.w is None else float(data.w.sum())
-        step = self._step_rows(module, data)
-        chunks = [slice(start, start + step) for start in range(0, data.n, step)]  # bound activations
-        # MLP's L2 term, 0.5 * alpha * ||W||^2 over the weight matrices, over the flat vector at once:
-        # ``decays`` is 1 on the matrices' elements, 0 on the biases'. Its gradient, alpha * W, is added
-        # by hand, outside autograd.
-        decays = torch.cat([torch.full_like(p.reshape(-1), p.ndim > 1) for p in params])
-
-        def loss_and_gradient(x: NDArray) -> tuple[float, NDArray]:
-            flat.copy_(to_tensor(x))
-            gradient.zero_()
-            value = 0.0
-            for rows in chunks:
-                losses = self._batch_loss(module, data, rows)
-                torch.autograd.backward(losses.total() / total_weight)  # accumulates into gradient
-                value += float(_Losses(self._shown(losses.losses.detach()), losses.w).total())
-            if self.alpha:
-                weights = flat * decays
-                value += 0.5 * self.alpha * float(weights @ weights)
-                gradient.add_(weights, alpha=self.alpha / total_weight)
-            return value / total_weight, to_numpy(gradient, dtype=np.float64, copy=True)
-
-        return loss_and_gradient
-
-    # --- inference -------------------------------------------------------------------------------
-
-    def _map_chunks(
-        self,
-        module: nn.Module,
-        X: Any,
-        device: torch.device,
-        fn: Callable[[torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
-        """``fn(module(rows))`` over ``X`` in chunks of rows cast to the module's dtype, under inference
-        mode."""
-        n, step = X.shape[0], _chunk_rows(module, X, inference=True)
-        dtype = next(module.parameters()).dtype
-        with torch.inference_mode():
-            out = fn(module(_batch(module, X, slice(0, step), device, dtype)))
-            if n > step:
-                # One output buffer, filled in place: a list of small chunk results, concatenated at
-                # the end, would fragment the heap and raise peak memory several times over.
-                out = torch.cat([out, out.new_empty((n - len(out), *out.shape[1:]))])
-                for start in range(step, n, step):
-                    rows = slice(start, start + step)
-                    out[rows] = fn(module(_batch(module, X, rows, device, dtype)))
-            return out
-
-    def _forward(self, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``fn`` of the module's raw outputs for ``X``: a tensor on the module's device, floating
-        results in the wider of X's dtype (float32 or float64, as validate_data makes it) and the
-        module's, as NumPy's promotion makes MLP's."""
-        weight = next(self.module_.parameters())  # inference runs where the module lives, in its dtype
-        X_ = validate_data(self, _host(X), reset=False, accept_sparse="csr", dtype=(np.float64, np.float32))
-        X_ = _canonical(X_)
-        out = self._map_chunks(self.module_, X_, weight.device, fn)
-        wider = torch.promote_types(torch_dtype(X_.dtype), weight.dtype)
-        return out.to(wider) if out.is_floating_point() else out
-
-    def __getstate__(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().__getstate__()
-        if "module_" in state:  # pickles are device-free: a CUDA-trained model loads without a GPU
-            state["module_"], state["_optimizer"] = _to_cpu(state["module_"], state["_optimizer"])
-        return state
+    def _check_params(self, incremental: bool) -> bool:
+        """Raise on a bad parameter; return whether training continues from the fitted module."""
+        return _check_parameters(self, incremental)
 
     def _encode_targets(
         self, y: NDArray, dtype: np.dtype[Any], *, keep: bool, incremental: bool, classes: Any
     ) -> tuple[NDArray, str]:
         """Targets as the loss takes them, and the output activation's name."""
         raise NotImplementedError
+
+    def _weigh_classes(self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any]) -> NDArray | None:
+        """The sample weights times the class weights (the classifier's class_weight)."""
+        return w
 
     def _losses(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of each sample, (n,), or of each sample's output, (n, n_outputs): what training
@@ -1137,11 +345,17 @@ class _TorchEstimator(BaseEstimator):
         """Each sample's loss as MLP reports it, (n,), from ``_losses``'s values."""
         raise NotImplementedError
 
+    def _check_raw(self, raw: torch.Tensor) -> None:
+        """Refuse outputs that cannot be raw scores for this estimator's loss (the classifier's)."""
+
     def _score_module(
         self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
     ) -> float:
         """The validation score early stopping watches: accuracy or R^2."""
         raise NotImplementedError
+
+
+# --- 2. the estimators ------------------------------------------------------------------------------
 
 
 class TorchClassifier(ClassifierMixin, _TorchEstimator):
@@ -1363,7 +577,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     def _score_module(
         self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
     ) -> float:
-        proba = to_numpy(self._map_chunks(module, X, device, self._probabilities))
+        proba = to_numpy(_map_chunks(module, X, device, self._probabilities))
         if not np.isfinite(proba).all():
             return np.nan
         labels = (proba > 0.5).astype(y.dtype) if y.ndim == 2 else self.classes_[proba.argmax(1)]
@@ -1373,13 +587,13 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
         check_is_fitted(self)
         _check_library(self, X, "predict_proba")
-        return _to_caller(X, self._forward(X, self._probabilities))
+        return _to_caller(X, _forward(self, X, self._probabilities))
 
     def predict_log_proba(self, X: Any) -> Output:
         """Log of ``predict_proba``."""
         check_is_fitted(self)
         _check_library(self, X, "predict_log_proba")
-        return _to_caller(X, self._forward(X, lambda raw: self._probabilities(raw).log()))
+        return _to_caller(X, _forward(self, X, lambda raw: self._probabilities(raw).log()))
 
     def predict(self, X: Any) -> Output:
         """Labels from ``classes_`` (an indicator matrix for multilabel): the argmax of predict_proba,
@@ -1392,10 +606,10 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         check_is_fitted(self)
         _check_library(self, X, "predict")
         if self.out_activation_ == "logistic" and self.n_outputs_ > 1:
-            indicator = self._forward(X, lambda raw: self._probabilities(raw) > 0.5)
+            indicator = _forward(self, X, lambda raw: self._probabilities(raw) > 0.5)
             indicator = indicator.to(torch_dtype(self.classes_.dtype))
             return _sparse(to_numpy(indicator)) if self._sparse_y else _to_caller(X, indicator)
-        index = self._forward(X, self._most_probable)
+        index = _forward(self, X, self._most_probable)
         if _tensor_out(X) and self.classes_.dtype.kind in "biuf":
             return _to_caller(X, to_tensor(self.classes_, device=index.device)[index])
         labels: NDArray = self.classes_[to_numpy(index)]
@@ -1506,7 +720,7 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
     def _score_module(
         self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
     ) -> float:
-        pred = to_numpy(self._map_chunks(module, X, device, self._mean))
+        pred = to_numpy(_map_chunks(module, X, device, self._mean))
         if not np.isfinite(pred).all():
             return np.nan
         return float(r2_score(y, pred.reshape(y.shape), sample_weight=w))
@@ -1515,8 +729,158 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         """Predictions (n_samples,) for one output, (n_samples, n_outputs) for several."""
         check_is_fitted(self)
         _check_library(self, X, "predict")
-        out = self._forward(X, self._mean)
+        out = _forward(self, X, self._mean)
         return _to_caller(X, out.reshape(-1) if self.n_outputs_ == 1 else out)
+
+
+# --- 3. checking parameters -------------------------------------------------------------------------
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "identity": nn.Identity,
+    "logistic": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+}
+# MLP's numeric parameters: name -> (type, test, what is allowed).
+_NUMBERS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
+    "alpha": (Real, lambda v: v >= 0, ">= 0"),
+    "learning_rate_init": (Real, lambda v: v > 0, "> 0"),
+    "power_t": (Real, lambda v: v >= 0, ">= 0"),
+    "max_iter": (Integral, lambda v: v > 0, "> 0"),
+    "max_fun": (Integral, lambda v: v > 0, "> 0"),
+    "tol": (Real, lambda v: v >= 0, ">= 0"),
+    "momentum": (Real, lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "validation_fraction": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "beta_1": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "beta_2": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "epsilon": (Real, lambda v: v > 0, "> 0"),
+    "n_iter_no_change": (
+        Real,
+        lambda v: v == np.inf or isinstance(v, Integral) and int(v) > 0,
+        "an int > 0 or np.inf",
+    ),
+}
+_FLAGS = ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "activation": tuple(_ACTIVATIONS),
+    "solver": ("adam", "sgd", "lbfgs"),
+    "learning_rate": ("constant", "invscaling", "adaptive"),
+}
+
+
+def _check_parameters(est: _TorchEstimator, incremental: bool) -> bool:
+    """Raise on a bad parameter of ``est``; return whether training continues from the fitted module."""
+    for name, (kind, ok, want) in _NUMBERS.items():
+        value: Any = getattr(est, name)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise TypeError(f"{name} must be a number {want}, got {value!r}")
+        if not ok(value) or name != "n_iter_no_change" and not np.isfinite(cast(float, value)):
+            raise ValueError(f"{name} must be {want} and finite, got {value!r}")
+    for name in _FLAGS:
+        if not isinstance(getattr(est, name), (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {getattr(est, name)!r}")
+    if not isinstance(est.verbose, (bool, np.bool_, Integral)):
+        raise TypeError(f"verbose must be a bool or an int >= 0, got {est.verbose!r}")
+    if est.verbose < 0:
+        raise ValueError(f"verbose must be a bool or an int >= 0, got {est.verbose!r}")
+    choices = {**_CHOICES, **({"loss": ("squared_error", "poisson")} if hasattr(est, "loss") else {})}
+    for name, allowed in choices.items():
+        value = getattr(est, name)
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be one of {allowed}, got {value!r}")
+        if value not in allowed:
+            raise ValueError(f"{name}={value!r} is not one of {allowed}")
+    _check_shape_params(est)
+    _check_random_state(est.random_state)
+    if est.scoring is not None and est.scoring != "loss":
+        if not (isinstance(est.scoring, str) or callable(est.scoring)):
+            raise TypeError(f"scoring must be None, 'loss', a scorer name or a callable, got {est.scoring!r}")
+        check_scoring(est, scoring=est.scoring)  # an unknown name is a ValueError naming it
+    if incremental and est.early_stopping:
+        raise ValueError(
+            "partial_fit has no validation split to stop on: set early_stopping=False, or call fit"
+        )
+    keep = (incremental or est.warm_start) and hasattr(est, "module_")
+    if keep and est._shape != _shape_params(est):
+        raise ValueError(
+            f"the fitted network was built from {est._shape}, now {_shape_params(est)}; "
+            f"warm_start and partial_fit cannot change its shape: set warm_start=False to refit"
+        )
+    return keep
+
+
+def _check_shape_params(est: _TorchEstimator) -> None:
+    """hidden_layer_sizes, batch_size and module: what the network and its batches are made of."""
+    sizes = est.hidden_layer_sizes
+    if isinstance(sizes, bool) or not isinstance(sizes, (Integral, Sequence, np.ndarray)):
+        raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}")
+    if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in _hidden_sizes(est)):
+        raise ValueError(f"hidden_layer_sizes must be positive ints, got {sizes!r}")
+    if not (est.batch_size == "auto" or isinstance(est.batch_size, Integral) and est.batch_size > 0):
+        raise ValueError(f"batch_size must be 'auto' or an int > 0, got {est.batch_size!r}")
+    _check_module_param(est)
+
+
+def _check_module_param(est: _TorchEstimator) -> None:
+    if isinstance(est.module, nn.Module):
+        raise TypeError(
+            f"module must build a new network from (n_features_in, n_outputs), not be one: pass "
+            f"the class ({type(est.module).__name__}) or a function returning a module, got an instance "
+            f"{est.module!r}"
+        )
+    if est.module is not None and not callable(est.module):
+        raise TypeError(
+            f"module must be a callable (n_features_in, n_outputs) -> nn.Module, got {est.module!r}"
+        )
+    if est.module is not None:
+        _module_kwargs(est)  # raises where a size would be ignored
+
+
+def _module_kwargs(est: _TorchEstimator) -> dict[str, Any]:
+    """What the module factory is called with besides (n_features_in, n_outputs): MLP's
+    hidden_layer_sizes and activation, where it takes arguments of those names, so that an MLP
+    parameter grid sizes a custom network too. A value it would not see must be the default:
+    nothing is silently ignored."""
+    taken = _keywords_taken(cast(Callable[..., Any], est.module))
+    kwargs: dict[str, Any] = {}
+    for name, value, default in (
+        ("hidden_layer_sizes", _hidden_sizes(est), [100]),
+        ("activation", est.activation, "relu"),
+    ):
+        if name in taken:
+            kwargs[name] = tuple(value) if name == "hidden_layer_sizes" else value
+        elif value != default:
+            raise ValueError(
+                f"{name}={getattr(est, name)!r} would be ignored: module={est.module!r} takes no "
+                f"{name} argument. Add one to it (e.g. def net(n_in, n_out, {name}=...)), leave "
+                f"{name} at its default, or size the module with module__<argument>=..."
+            )
+    return kwargs
+
+
+def _hidden_sizes(est: _TorchEstimator) -> list[int]:
+    sizes = est.hidden_layer_sizes  # an int is one hidden layer, as in MLP
+    return [int(sizes)] if isinstance(sizes, (int, np.integer)) else list(sizes)
+
+
+def _shape_params(est: _TorchEstimator) -> dict[str, Any]:
+    """The parameters the network's shape follows from."""
+    if isinstance(est.module, functools.partial):  # set_params makes a new one each time: compare
+        factory = est.module  # what it binds
+        return {"module": (factory.func, factory.args, factory.keywords), **_module_kwargs(est)}
+    if est.module is not None:
+        return {"module": est.module, **_module_kwargs(est)}
+    return {"module": None, "hidden_layer_sizes": _hidden_sizes(est), "activation": est.activation}
+
+
+def _keywords_taken(factory: Callable[..., Any]) -> set[str]:
+    """The arguments ``factory`` takes by name that no functools.partial has bound already."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a callable whose signature Python cannot read
+        return set()
+    bound = set(factory.keywords) if isinstance(factory, functools.partial) else set()
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - bound
 
 
 def _check_random_state(random_state: Any) -> None:
@@ -1528,88 +892,162 @@ def _check_random_state(random_state: Any) -> None:
         raise ValueError(f"random_state must be in [0, 2**32), got {random_state}")
 
 
-def _random_state(random_state: int | np.random.RandomState | None) -> np.random.RandomState:
-    """MLP's stream for ``random_state``: a copy of a RandomState passed in (fit advances the original
-    only when it succeeds); for None, one seeded from OS entropy, since check_random_state(None) would
-    draw from (and advance) NumPy's global RandomState."""
-    if random_state is None:
-        return np.random.RandomState(np.random.SeedSequence().generate_state(1))
-    if isinstance(random_state, np.random.RandomState):
-        return copy.deepcopy(random_state)
-    return np.random.RandomState(random_state)
+# --- 4. data: validation, sample weights, the hold-out split, batches -------------------------------
 
 
-def _tensor_out(X: Any) -> bool:
-    """Whether outputs follow ``X`` into its library: a tensor or another array API array, under dispatch."""
-    return _foreign(X) and bool(get_config()["array_api_dispatch"])
-
-
-def _foreign(x: Any) -> bool:
-    """Whether ``x`` is an array of another library than NumPy: a tensor, an array API array, or an
-    array that only exports DLPack (CuPy's, which scikit-learn reaches through array-api-compat)."""
-    return isinstance(x, torch.Tensor) or (
-        not isinstance(x, np.ndarray) and (hasattr(x, "__array_namespace__") or hasattr(x, "__dlpack__"))
+def _validate_X_y(est: _TorchEstimator, X: Any, y: Any, *, reset: bool) -> tuple[Any, NDArray, torch.device]:
+    device = _resolve_device(est, X)
+    X, y = _host(X), _host(y)
+    X_, y_ = validate_data(
+        est,
+        X,
+        y,
+        reset=reset,
+        accept_sparse="csr",
+        dtype=(np.float64, np.float32),  # kept: batches are cast to the network's dtype, if it differs
+        multi_output=True,
+        y_numeric=not is_classifier(est),
     )
+    # A sparse y (MultiLabelBinarizer(sparse_output=True)) is densified, as MLP does; the
+    # classifier then predicts a sparse indicator matrix, as MLP does.
+    est._sparse_y = scipy.sparse.issparse(y_)
+    return _canonical(X_), y_.toarray() if est._sparse_y else y_, device
 
 
-def _to_caller(X: Any, out: torch.Tensor) -> Output:
-    """``out`` in ``X``'s library, on its device, when ``X`` is a foreign array under dispatch; else NumPy."""
-    if not _tensor_out(X):
-        return to_numpy(out)
-    if isinstance(X, torch.Tensor):
-        return out.to(X.device, copy=True)  # a copy: an ordinary tensor, not an inference-mode one
-    converted: Output
-    if hasattr(X, "__array_namespace__"):  # it takes our host array through DLPack, onto X's device
-        converted = X.__array_namespace__().from_dlpack(to_numpy(out), device=X.device)
-    else:  # a DLPack-only library imports from X's own device: out goes there first, as a tensor
-        device = to_tensor(X).device  # a view of X, for its device
-        converted = sys.modules[_library_name(X)].from_dlpack(out.to(device, copy=True))
-    return converted
+def _resolve_device(est: _TorchEstimator, X: Any) -> torch.device:
+    # Where X lives: predict under dispatch insists on it (_check_library).
+    est._fit_library = _library(X)
+    if est.device is None:
+        return X.device if isinstance(X, torch.Tensor) and not X.is_cpu else torch.device("cpu")
+    if not isinstance(est.device, (str, int, torch.device)) or isinstance(est.device, bool):
+        raise TypeError(f"device must be None, a str, an int or a torch.device, got {est.device!r}")
+    return _device(est.device)  # a ValueError for a device this machine or torch build lacks
 
 
-def _sparse(indicator: NDArray) -> Any:
-    """A CSR matrix of ``indicator``, as MLP predicts for a sparse y: scikit-learn's sparse interface
-    setting (1.9 and later) says whether a scipy.sparse array or matrix."""
-    sparray = get_config().get("sparse_interface") == "sparray"
-    return (scipy.sparse.csr_array if sparray else scipy.sparse.csr_matrix)(indicator)
-
-
-def _library_name(X: Any) -> str:
-    if isinstance(X, torch.Tensor):
-        return "torch"
-    if hasattr(X, "__array_namespace__"):
-        return str(X.__array_namespace__().__name__)
-    return type(X).__module__.partition(".")[0]  # cupy.ndarray -> cupy
-
-
-def _library(X: Any) -> tuple[str, str] | None:
-    """The array library and device of a foreign ``X`` under dispatch; None for NumPy or without dispatch."""
-    if not _tensor_out(X):
+def _check_weights(sample_weight: Any, n: int, dtype: np.dtype[Any]) -> NDArray | None:
+    if sample_weight is None:
         return None
-    return _library_name(X), str(X.device)
+    if isinstance(sample_weight, Real):  # one weight for every sample, as MLP accepts
+        sample_weight = np.full(n, sample_weight)
+    w: NDArray = check_array(_host(sample_weight), ensure_2d=False, dtype=dtype, input_name="sample_weight")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},), one per sample")
+    if (w < 0).any() or not w.any():
+        raise ValueError("sample_weight must be >= 0 with at least one non-zero weight")
+    return w
 
 
-def _check_library(estimator: Any, X: Any, method: str) -> None:
-    """Under dispatch, a model fitted on a foreign array library takes ``X`` only from it, on its device.
+class _Held(NamedTuple):
+    """The validation part of the data: ``X``, the targets as given (``y``) and as the loss takes them
+    (``Y``), and the sample weights."""
 
-    scikit-learn's array API estimators keep this rule (its checks test it); a model fitted on NumPy
-    takes any ``X``, and outputs follow ``X`` as before.
+    X: Any
+    y: NDArray
+    Y: NDArray
+    w: NDArray | None
+
+
+def _hold_out(
+    est: _TorchEstimator,
+    X: Any,
+    Y: NDArray,
+    y: NDArray,
+    w: NDArray | None,
+    rng: np.random.RandomState,
+    *,
+    keep: bool,
+) -> tuple[Any, NDArray, NDArray | None, _Held | None]:
+    """The training part ``(X, Y, w)`` and, with early stopping, the validation part of the data.
+
+    As in MLP, L-BFGS trains on all of it, and the split takes MLP's draws from the random stream.
+    The stream's state before the split is kept, so warm-started fits validate on the same rows
+    (given the same data).
     """
-    fitted = getattr(estimator, "_fit_library", None)
-    if fitted is None or not get_config()["array_api_dispatch"]:
-        return
-    found = _library(X) or ("numpy", "cpu")
-    if found != fitted:
+    if not keep:
+        est._split_state = None
+    if not est.early_stopping or est.solver == "lbfgs":
+        return X, Y, w, None
+    if est.validation_fraction == 0:
         raise ValueError(
-            f"{type(estimator).__name__}.{method}() inputs must use the same namespace and device as fit's: "
-            f"fit had {fitted[0]} arrays on {fitted[1]}, {method} got {found[0]} on {found[1]}; "
-            f"convert X to {fitted[0]} on {fitted[1]} first, or fit on NumPy to predict from anything"
+            "early_stopping needs a validation split, and validation_fraction=0 holds out none: "
+            "set validation_fraction in (0, 1), e.g. 0.1, or early_stopping=False"
         )
+    if est._split_state is None:  # the first fit that splits: MLP's draws, remembered
+        est._split_state = rng.get_state(legacy=False)
+        splitter = rng
+    else:
+        splitter = np.random.RandomState()
+        splitter.set_state(est._split_state)
+    stratify = y if is_classifier(est) and est.n_outputs_ == 1 else None  # as MLP: binary only
+    parts = [X, Y, y] + ([] if w is None else [w])
+    split = train_test_split(
+        *parts, test_size=float(est.validation_fraction), random_state=splitter, stratify=stratify
+    )
+    X_tr, X_val, Y_tr, Y_val, _, y_val = split[:6]
+    if X_val.shape[0] < 2:
+        raise ValueError(
+            f"early stopping needs at least 2 validation samples; validation_fraction="
+            f"{est.validation_fraction} of {X.shape[0]} samples leaves {X_val.shape[0]}: raise "
+            f"validation_fraction, add data, or set early_stopping=False"
+        )
+    w_tr, w_val = (split[6], split[7]) if w is not None else (None, None)
+    for part, weights in (("training", w_tr), ("validation", w_val)):
+        if weights is not None and not weights.any():
+            raise ValueError(
+                f"every sample of the {part} part weighs 0 after the early-stopping split "
+                f"(validation_fraction={est.validation_fraction}): weigh more samples, or set "
+                f"early_stopping=False"
+            )
+    return X_tr, Y_tr, w_tr, _Held(X_val, y_val, Y_val, w_val)
+
+
+class _Rows(NamedTuple):
+    """Training data as the loop reads it: ``X`` (a tensor, or CSR sliced a batch at a time), the
+    targets and sample weights on the device, and the weights on the host too, where batch sums need no
+    device sync."""
+
+    X: Any
+    Y: torch.Tensor
+    w: NDArray | None
+    w_t: torch.Tensor | None
+    dtype: torch.dtype | None  # what batches of X are cast to: the network's dtype, where X's differs
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+
+def _rows(X: Any, Y: NDArray, w: NDArray | None, device: torch.device, dtype: torch.dtype) -> _Rows:
+    """The training data as the loop reads it. A dense X crosses to the device whole, on the CPU as a
+    view of the caller's memory, unless that memory is read-only (joblib hands each fit of a parallel
+    search a read-only memmap; np.load(mmap_mode="r") gives one): then X stays NumPy and each batch
+    is copied as it is read, so memory stays O(batch) and nothing read-only becomes writable."""
+    host = hasattr(X, "tocsr") or (device.type == "cpu" and not X.flags.writeable)
+    w_t = None if w is None else to_tensor(w, device=device)
+    cast = None if torch_dtype(X.dtype) == dtype else dtype
+    return _Rows(X if host else to_tensor(X, device=device), to_tensor(Y, device=device), w, w_t, cast)
 
 
 def _host(x: Any) -> Any:
     """Foreign arrays cross to NumPy through the bridge (a view on the CPU); anything else is left alone."""
     return to_numpy(x if isinstance(x, torch.Tensor) else to_tensor(x)) if _foreign(x) else x
+
+
+def _canonical(X: Any) -> Any:
+    """``X``, or for a sparse matrix with unsorted or duplicate indices, a canonical copy of it."""
+    if getattr(X, "has_canonical_format", True):
+        return X
+    X = X.copy()
+    X.sum_duplicates()  # sorts the indices too
+    return X
+
+
+class _CSRRows(NamedTuple):
+    """Rows of a CSR matrix as tensors: SciPy's own arrays, shared where their dtypes allow."""
+
+    indptr: torch.Tensor  # (n_rows + 1,)
+    indices: torch.Tensor  # (nnz,), the column of each value
+    values: torch.Tensor  # (nnz,)
 
 
 def _batch(
@@ -1665,23 +1103,14 @@ def _csr_parts(X: Any, rows: Any) -> tuple[NDArray, NDArray, NDArray]:
     return indptr - first, X.indices[first:last], X.data[first:last]
 
 
-def _weight_matrices(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
-    """The parameters MLP's L2 term reaches: the weight matrices, not the biases."""
-    return [p for p in params if p.ndim > 1]
-
-
 def _take(t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
     """Rows of ``t``: a view for a slice, one gather for an index tensor (cheaper than t[rows])."""
     return t[rows] if isinstance(rows, slice) else t.index_select(0, rows)
 
 
-def _canonical(X: Any) -> Any:
-    """``X``, or for a sparse matrix with unsorted or duplicate indices, a canonical copy of it."""
-    if getattr(X, "has_canonical_format", True):
-        return X
-    X = X.copy()
-    X.sum_duplicates()  # sorts the indices too
-    return X
+_CHUNK = 16384  # rows per inference step: bounds predict's memory whatever n_samples is
+_SPARSE_CHUNK = 256  # for sparse X, whose rows' activations outweigh them: see _chunk_rows
+_SPARSE_PREDICT_CHUNK = 128  # smaller in inference, where the chunk's activations set the peak memory
 
 
 def _chunk_rows(module: nn.Module, X: Any, *, inference: bool = False) -> int:
@@ -1696,11 +1125,516 @@ def _chunk_rows(module: nn.Module, X: Any, *, inference: bool = False) -> int:
     return max(1, min(_SPARSE_CHUNK, 2**22 // max(int(X.shape[1]), 1)))
 
 
-def _to_cpu(module: nn.Module, optimizer: _Optimizer | None) -> tuple[nn.Module, _Optimizer | None]:
-    if all(p.is_cpu for p in module.parameters()):
-        return module, optimizer
-    module = copy.deepcopy(module).cpu()
-    return module, None if optimizer is None else optimizer.copy_for(list(module.parameters()), "cpu")
+# --- 5. the network: the built-in MLP, or the caller's module ---------------------------------------
+
+
+class _MLP(nn.Sequential):
+    """The built-in network: nn.Linear layers with MLP's activation between them."""
+
+    accepts_sparse = True  # batches of a sparse X arrive as _CSRRows (see _batch)
+
+    def forward(self, x: torch.Tensor | _CSRRows) -> torch.Tensor:
+        first, *rest = self
+        h: torch.Tensor = _sparse_linear(cast(nn.Linear, first), x) if isinstance(x, _CSRRows) else first(x)
+        for layer in rest:
+            h = layer(h)
+        return h
+
+
+def _sparse_linear(layer: nn.Linear, x: _CSRRows) -> torch.Tensor:
+    """``layer`` applied to sparse rows: for each row, the weight rows of its columns scaled by its
+    values and summed, which is x @ W + b without densifying x or copying its indices (W =
+    ``layer.weight.t()`` is the (fan_in, fan_out) matrix MLP keeps, stored in that order)."""
+    W = layer.weight.t()
+    out = F.embedding_bag(
+        x.indices, W, x.indptr, mode="sum", per_sample_weights=x.values, include_last_offset=True
+    )
+    return out.add_(layer.bias)  # in place: one activation-sized buffer less; backward never reads out
+
+
+def _start(
+    est: _TorchEstimator, X: Any, device: torch.device, rng: np.random.RandomState, cuda: list[torch.device]
+) -> nn.Module:
+    """A new module, in X's dtype."""
+    if est.module is not None:  # the module's own draws come from the (forked) global streams
+        _seed_global_generators(int(rng.randint(2**31 - 1)), cuda)
+    return _build_module(est, X.shape[1], torch_dtype(X.dtype), device, rng)
+
+
+def _build_module(
+    est: _TorchEstimator, n_in: int, dtype: torch.dtype, device: torch.device, rng: np.random.RandomState
+) -> nn.Module:
+    if est.module is not None:
+        module = est.module(n_in, est.n_outputs_, **_module_kwargs(est))
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"module({n_in}, {est.n_outputs_}) returned {type(module).__name__}, not an nn.Module"
+            )
+        return module.to(device=device, dtype=dtype)
+    sizes = [n_in, *_hidden_sizes(est), est.n_outputs_]
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        # MLP's Glorot-uniform initialisation: its draws, in its order, in float64 for every dtype.
+        bound = ((2.0 if est.activation == "logistic" else 6.0) / (fan_in + fan_out)) ** 0.5
+        coef = rng.uniform(-bound, bound, (fan_in, fan_out))
+        intercept = rng.uniform(-bound, bound, fan_out)
+        layer = nn.Linear(fan_in, fan_out, device="meta")
+        # Stored as MLP stores coefs_, (fan_in, fan_out) row-major; nn.Linear's weight is its
+        # transpose, so x @ weight.t() reads memory in order (a sparse batch's product is about 4x
+        # faster than through a transposed copy, and the gradient needs no transposing copy).
+        layer.weight = nn.Parameter(to_tensor(coef, dtype=dtype, device=device, copy=True).t())
+        layer.bias = nn.Parameter(to_tensor(intercept, dtype=dtype, device=device, copy=True))
+        layers += [layer, _ACTIVATIONS[est.activation]()]
+    return _MLP(*layers[:-1])  # no activation after the output layer
+
+
+def _resume(est: _TorchEstimator, device: torch.device, cuda: list[torch.device]) -> nn.Module:
+    """A copy of the fitted module to train on: module_ stays untouched until the fit succeeds, so
+    a failed call changes nothing."""
+    if est._global_rng_states is not None:  # a custom module's stream continues too
+        _set_global_rng_states(est._global_rng_states, cuda)
+    return copy.deepcopy(est.module_).to(device)
+
+
+def _check_outputs(est: _TorchEstimator, module: nn.Module, data: _Rows) -> None:
+    """The module must map (batch, n_features_in) to (batch, n_outputs); checked on two rows in
+    eval mode without gradients, so no layer updates its statistics or draws a random number."""
+    module.eval()
+    with torch.no_grad():
+        raw = module(_batch(module, data.X, slice(0, 2), data.Y.device, data.dtype))
+    expected = (min(2, data.n), est.n_outputs_)
+    if not isinstance(raw, torch.Tensor):
+        raise TypeError(f"the module returned {type(raw).__name__}; it must return one tensor")
+    if tuple(raw.shape) != expected:
+        raise ValueError(
+            f"the module maps {expected[0]} rows to shape {tuple(raw.shape)}; it must return raw "
+            f"outputs of shape (batch, n_outputs) = {expected}, e.g. end with nn.Linear(..., "
+            f"{est.n_outputs_})"
+        )
+    est._check_raw(raw)
+
+
+# --- 6. training: the optimizer, MLP's bookkeeping, epochs of mini-batch steps, L-BFGS -------------
+
+
+class _Optimizer:
+    """MLP's 'adam', or 'sgd' with momentum, on ``params``. It keeps its own state and steps through
+    torch's documented functional forms, torch.optim.adam.adam and torch.optim.sgd.sgd, the fused
+    kernels torch.optim.Adam and SGD run, without their per-step wrapper (hooks, profiling, state
+    look-ups): that wrapper took about 25 us of a 190 us step at batch 32 (README, "Performance and
+    limits")."""
+
+    def __init__(self, solver: str, params: list[torch.Tensor], learning_rate: float, **options: Any) -> None:
+        self.solver, self.params = solver, params
+        self._learning_rate = learning_rate
+        fused = all(p.is_floating_point() for p in params)  # one kernel per step
+        self.options = {**options, "fused": fused, "weight_decay": 0.0, "maximize": False}  # L2: by hand
+        if solver == "adam":  # two moments from zero, and step counts, float32 on each parameter's device
+            self.state = [[torch.zeros_like(p) for p in params] for _ in range(2)]
+            self.state.append([p.new_zeros((), dtype=torch.float32) for p in params])
+            self.options["has_complex"] = any(p.is_complex() for p in params)
+        else:  # velocities from -0.0, the zero that adds exactly (x + -0.0 is x, a zero's sign too), so
+            # that the first step is torch's, which copies the gradient (to the bit for real numbers)
+            self.state = [[torch.full_like(p, -0.0) for p in params]]
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate of the next step (MLP's optimizers' name for it)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, rate: float) -> None:
+        # MLP's SGD velocity carries the rates it was built with; torch's buffer holds gradients that
+        # the current rate scales. Rescaling the buffer by old / new keeps MLP's velocity when the rate
+        # changes ('invscaling', 'adaptive'), and nothing changes while it stays constant.
+        if self.solver == "sgd" and rate != self._learning_rate:
+            with torch.no_grad():
+                for velocity in self.state[0]:
+                    velocity.mul_(self._learning_rate / rate)
+        self._learning_rate = rate
+
+    def zero_grad(self) -> None:
+        """torch.optim's zero_grad(set_to_none=True), without its per-call profiling hooks."""
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient; as in torch.optim, the others and their state
+        stay as they are."""
+        have = [i for i, p in enumerate(self.params) if p.grad is not None]
+        params = [self.params[i] for i in have]
+        grads = [cast(torch.Tensor, p.grad) for p in params]
+        state = [[tensors[i] for i in have] for tensors in self.state]
+        # Sparse gradients (nn.Embedding(sparse=True)) step as they are only in plain SGD: Adam's moments
+        # and SGD's velocities are dense, so every row moves anyway. No fused kernel takes them.
+        sparse = any(g.is_sparse for g in grads)
+        if sparse and (self.solver == "adam" or self.options["momentum"]):
+            grads, sparse = [g.to_dense() for g in grads], False
+        options = {**self.options, "fused": False} if sparse else self.options
+        with torch.no_grad():
+            if self.solver == "adam":
+                exp_avgs, exp_avg_sqs, steps = state  # [] below: no AMSGrad maxima
+                adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=self.learning_rate, **options)
+            else:
+                velocities = cast(list[torch.Tensor | None], state[0])  # the type sgd() declares
+                sgd(params, grads, velocities, sparse, lr=self.learning_rate, **options)
+
+    def copy_for(self, params: list[torch.Tensor], device: torch.device | str) -> _Optimizer:
+        """A copy of this optimizer that steps ``params`` (copies of its parameters, in their order),
+        its state copied to ``device``."""
+        twin = copy.copy(self)
+        twin.params = params
+        twin.state = [[t.to(device, copy=True) for t in tensors] for tensors in self.state]
+        return twin
+
+
+@dataclass
+class _Progress:
+    """MLP's bookkeeping across epochs (and warm starts), with its stopping rule: the training loss
+    decides, or with early stopping the validation score."""
+
+    early_stopping: bool
+    loss_curve: list[float] = field(default_factory=list)
+    validation_scores: list[float] = field(default_factory=list)
+    best_loss: float = np.inf
+    best_score: float = -np.inf
+    stalled: int = 0  # epochs in a row without a tol improvement: MLP's _no_improvement_count
+
+    def add_loss(self, loss: float, tol: float) -> None:
+        self.loss_curve.append(loss)
+        if not self.early_stopping:
+            self.stalled = self.stalled + 1 if loss > self.best_loss - tol else 0
+            self.best_loss = min(self.best_loss, loss)
+
+    def add_score(self, score: float, tol: float) -> bool:
+        """Record a validation score; True when it is the best so far (early stopping keeps its weights)."""
+        self.validation_scores.append(score)
+        self.stalled = 0 if score >= self.best_score + tol else self.stalled + 1  # NaN never improves
+        if score > self.best_score:
+            self.best_score = score
+            return True
+        return False
+
+    def attributes(self) -> dict[str, Any]:
+        """The fitted attributes MLP derives from this bookkeeping."""
+        early = self.early_stopping
+        return {
+            "loss_": self.loss_curve[-1],
+            "loss_curve_": self.loss_curve,
+            "best_loss_": None if early else self.best_loss,
+            "validation_scores_": self.validation_scores if early else None,
+            "best_validation_score_": self.best_score if early else None,
+            "_no_improvement_count": self.stalled,
+        }
+
+
+class _Losses(NamedTuple):
+    """The losses of some rows, as ``_losses`` returns them ((n,), or (n, n_outputs)), and the rows'
+    sample weights (n,), or None."""
+
+    losses: torch.Tensor
+    w: torch.Tensor | None
+
+    def total(self) -> torch.Tensor:
+        """The weighted sum of the losses."""
+        if self.w is None:
+            return self.losses.sum()
+        total = self.w @ self.losses
+        return total if total.ndim == 0 else total.sum()
+
+    def detach(self) -> _Losses:
+        return _Losses(self.losses.detach(), self.w)
+
+
+@dataclass
+class _Training:
+    """One fit's training of ``module`` on ``data`` (and ``val``, with early stopping), under the
+    parameters of ``est``: epochs of mini-batch steps with ``optimizer``, or L-BFGS (no optimizer)."""
+
+    est: _TorchEstimator
+    module: nn.Module
+    optimizer: _Optimizer | None
+    data: _Rows
+    val: _Held | None
+
+    def run(self, rng: np.random.RandomState, *, incremental: bool, keep: bool) -> dict[str, Any]:
+        """Train the module in place; return the fitted attributes that describe the training."""
+        est, module, optimizer, data, val = self.est, self.module, self.optimizer, self.data, self.val
+        module.train()
+        if optimizer is None:
+            return self.lbfgs()
+        progress = self.progress(keep)
+        n_iter = est.n_iter_ if incremental and keep else 0  # partial_fit counts on; a fit counts itself
+        t = est.t_ if keep else 0
+        # Under warm start the current weights are the best validated so far.
+        best = copy.deepcopy(module.state_dict()) if keep and val is not None else None
+        first = n_iter
+        try:
+            for _ in range(1 if incremental else est.max_iter):
+                # MLP's draws; a fresh permutation each epoch, so that partial_fit repeats fit exactly.
+                order = rng.permutation(data.n) if est.shuffle else None
+                loss = self.epoch(optimizer, order)
+                n_iter, t = n_iter + 1, t + data.n
+                if est.verbose:
+                    print(f"Iteration {n_iter}, loss = {loss:.8f}")
+                progress.add_loss(loss, est.tol)
+                if val is None:
+                    self.check_finite(loss, n_iter)
+                elif progress.add_score(self.validation_score(), est.tol):
+                    best = copy.deepcopy(module.state_dict())
+                self.schedule(optimizer, t)
+                if progress.stalled > est.n_iter_no_change:
+                    if self.stop_or_slow_down(optimizer):
+                        break
+                    progress.stalled = 0
+            else:
+                if not incremental:
+                    _warn_not_converged(f"max_iter={est.max_iter} epochs ended training")
+        except KeyboardInterrupt:
+            # As MLP: Ctrl-C in a notebook ends training and keeps what it trained, epochs whole or
+            # not. Before the first epoch ends there is nothing to record: the fit fails as any other.
+            if n_iter == first:
+                raise
+            _warn(f"training was interrupted (KeyboardInterrupt) after {n_iter - first} epochs", UserWarning)
+        if val is not None:
+            if best is None:
+                raise ValueError("no validation score was finite: scale the data or lower learning_rate_init")
+            module.load_state_dict(best)  # early stopping keeps the best validated weights
+        return {**progress.attributes(), "n_iter_": n_iter, "t_": t}
+
+    def step_rows(self) -> int:
+        """Rows a training step computes: a batch, or for L-BFGS a chunk of the full batch."""
+        if self.est.solver == "lbfgs":
+            return min(_chunk_rows(self.module, self.data.X), self.data.n)
+        return min(200 if self.est.batch_size == "auto" else int(self.est.batch_size), self.data.n)
+
+    def progress(self, keep: bool) -> _Progress:
+        """MLP's bookkeeping: new, or under warm start and partial_fit continued from the fitted one."""
+        est, early_stopping = self.est, self.val is not None
+        if not keep:
+            return _Progress(early_stopping)
+        best_score = est.best_validation_score_
+        return _Progress(
+            early_stopping,
+            list(est.loss_curve_),
+            list(est.validation_scores_ or []) if early_stopping else [],
+            best_loss=np.inf if est.best_loss_ is None else est.best_loss_,
+            best_score=-np.inf if best_score is None or not early_stopping else best_score,
+            stalled=est._no_improvement_count,
+        )
+
+    def epoch(self, optimizer: _Optimizer, order: NDArray | None) -> float:
+        """One pass over the rows (in ``order``, if given) in mini-batches, one step each; the epoch's
+        loss as MLP reports it."""
+        data = self.data
+        n, batch = data.n, self.step_rows()
+        starts = range(0, n, batch)
+        # Each batch's loss is a weighted mean: divided by its weight (MLP's sw_sum), computed here
+        # for the whole epoch at once, on the host, so no step waits on the device.
+        weights = (
+            [min(batch, n - start) for start in starts]
+            if data.w is None
+            else np.add.reduceat(data.w if order is None else data.w[order], starts).tolist()
+        )
+        index = None if order is None else to_tensor(order, device=data.Y.device)
+        matrices = _weight_matrices(optimizer.params)
+        losses = []
+        for start, weight in zip(starts, weights, strict=True):
+            if weight == 0:  # every sample weighs nothing: there is nothing to learn from this batch
+                continue
+            rows = slice(start, start + batch) if index is None else index[start : start + batch]
+            losses.append(self.step(optimizer, matrices, rows, weight))
+        # As MLP reports it: every batch adds the L2 term (here with the epoch's final weights).
+        penalty = self.penalty(matrices) * len(losses)
+        return (self.reported(losses) + penalty) / sum(weights)
+
+    def step(
+        self, optimizer: _Optimizer, matrices: list[torch.Tensor], rows: slice | torch.Tensor, weight: float
+    ) -> _Losses:
+        """One optimizer step on ``rows``; returns their losses, detached."""
+        losses = self.batch_loss(rows)
+        optimizer.zero_grad()
+        torch.autograd.backward(losses.total() / weight)
+        self.add_penalty_gradient(matrices, weight)
+        optimizer.step()
+        return losses.detach()
+
+    def batch_loss(self, rows: slice | torch.Tensor) -> _Losses:
+        """The losses of ``rows``, with their sample weights."""
+        data = self.data
+        raw = self.module(_batch(self.module, data.X, rows, data.Y.device, data.dtype))
+        return _Losses(
+            self.est._losses(raw, _take(data.Y, rows)), None if data.w_t is None else _take(data.w_t, rows)
+        )
+
+    def reported(self, parts: list[_Losses]) -> float:
+        """The (weighted) sum of the losses in ``parts`` as MLP reports them (see _shown)."""
+        shown = self.est._shown(torch.cat([part.losses for part in parts]))
+        weights = None if parts[0].w is None else torch.cat([cast(torch.Tensor, part.w) for part in parts])
+        return float(_Losses(shown, weights).total())
+
+    # MLP's L2 term, 0.5 * alpha * ||W||^2 summed over the weight matrices, is added by hand, outside
+    # autograd: its value to the loss, its gradient to the matrices' gradients. One norm per matrix
+    # takes about 5 us of an iris epoch, where square(), sum() and the adds took 38.
+
+    def penalty(self, matrices: list[torch.Tensor]) -> float:
+        with torch.no_grad():
+            norms = [float(torch.linalg.vector_norm(W)) for W in matrices]
+        return 0.5 * self.est.alpha * sum(n * n for n in norms)  # n * n overflows to inf; n ** 2 would raise
+
+    def add_penalty_gradient(self, matrices: list[torch.Tensor], weight: float) -> None:
+        """Add alpha * W / ``weight`` to the gradient of each matrix W that has one."""
+        alpha = self.est.alpha
+        if alpha == 0:
+            return
+        with torch.no_grad():
+            for W in matrices:
+                if W.grad is None:
+                    continue
+                if W.grad.is_sparse:  # nn.Embedding(sparse=True): the L2 term reaches every row
+                    W.grad = W.grad.to_dense()
+                W.grad.add_(W, alpha=alpha / weight)
+
+    def validation_score(self) -> float:
+        self.module.eval()
+        with np.errstate(all="ignore"):  # diverged predictions score NaN, as in MLP
+            score = self.watched_score()
+        self.module.train()
+        return score if np.isfinite(score) else np.nan
+
+    def watched_score(self) -> float:
+        """What early stopping watches (higher is better): MLP's score for scoring=None (accuracy or
+        R^2), minus the loss for 'loss', else the scorer's value."""
+        est, module, val, device = self.est, self.module, cast(_Held, self.val), self.data.Y.device
+        if est.scoring is None:
+            return est._score_module(module, val.X, val.y, val.w, device=device)
+        if est.scoring == "loss":
+            raw = _map_chunks(module, val.X, device, lambda raw: raw)
+            w = None if val.w is None else to_tensor(val.w, device=device)
+            total = len(val.y) if val.w is None else float(val.w.sum())
+            return -self.reported([_Losses(est._losses(raw, to_tensor(val.Y, device=device)), w)]) / total
+        # A scorer calls predict on an estimator: a shallow view of this one, predicting with module
+        # from the split, which is NumPy (so the view takes NumPy under array API dispatch too).
+        view = type(est).__new__(type(est))
+        view.__dict__.update(vars(est), module_=module, _fit_library=None)
+        view.__dict__.pop("feature_names_in_", None)  # no names to check either
+        scorer = check_scoring(est, scoring=est.scoring)
+        # A plain scorer(estimator, X, y) is called as it is written: without weights.
+        weighted = val.w is not None and "sample_weight" in _keywords_taken(scorer)
+        try:
+            return float(scorer(view, val.X, val.y, **({"sample_weight": val.w} if weighted else {})))
+        except (AttributeError, TypeError, ValueError) as err:
+            raise ValueError(f"scoring={est.scoring!r} cannot score {type(est).__name__}: {err}") from err
+
+    def check_scorer(self) -> None:
+        """A scorer that cannot score the validation part fails before training, not after it."""
+        if np.isnan(self.validation_score()):
+            raise ValueError(
+                f"scoring={self.est.scoring!r} scores the untrained network NaN on the validation part "
+                f"({len(cast(_Held, self.val).y)} rows): it may need labels the part lacks (e.g. both "
+                f"classes of every label for 'roc_auc'); raise validation_fraction, or choose another scoring"
+            )
+
+    def check_finite(self, loss: float, n_iter: int) -> None:
+        if not np.isfinite(loss):
+            raise ValueError(
+                f"the training loss became {loss} at iteration {n_iter}; the data may need scaling "
+                f"(e.g. StandardScaler) or learning_rate_init={self.est.learning_rate_init} is too large"
+            )
+
+    def schedule(self, optimizer: _Optimizer, t: int) -> None:
+        """MLP's 'invscaling' rate for sgd, set after each epoch: learning_rate_init / (t + 1) ** power_t,
+        ``t`` being the number of samples seen."""
+        est = self.est
+        if est.solver == "sgd" and est.learning_rate == "invscaling":
+            optimizer.learning_rate = float(est.learning_rate_init / (t + 1) ** est.power_t)
+
+    def stop_or_slow_down(self, optimizer: _Optimizer) -> bool:
+        """At a stall: stop, or with sgd's 'adaptive' rate divide it by 5 and go on (stop at 1e-6)."""
+        est, lr = self.est, optimizer.learning_rate
+        if est.solver == "sgd" and est.learning_rate == "adaptive" and lr > 1e-6:
+            optimizer.learning_rate = lr / 5
+            if est.verbose:
+                print(f"Learning rate lowered to {lr / 5:.6f}")
+            return False
+        if est.verbose:
+            watched = "validation score" if est.early_stopping else "training loss"
+            print(
+                f"Stopping: the {watched} did not improve by tol={est.tol} for {est.n_iter_no_change} epochs"
+            )
+        return True
+
+    def lbfgs(self) -> dict[str, Any]:
+        """Full-batch L-BFGS as MLP runs it: SciPy's L-BFGS-B with max_iter, max_fun and gtol=tol, on
+        MLP's loss (which clips probabilities) and the gradient autograd computes, in chunks of rows.
+
+        As in MLP, the start is in the network's dtype, so SciPy hands back points in it (it rounds
+        them to x0's dtype) and the network computes in it; the result is SciPy's float64 point,
+        unrounded: L-BFGS leaves MLP's weights, and ours, in float64 (predictions follow).
+        """
+        est, module, data = self.est, self.module, self.data
+        params: list[torch.Tensor] = [p for p in module.parameters() if p.requires_grad]
+        with _flat_parameters(params) as (flat, gradient):
+            result = scipy.optimize.minimize(
+                self.full_batch_loss(params, flat, gradient),
+                to_numpy(flat, copy=True),
+                method="L-BFGS-B",
+                jac=True,
+                options={"maxiter": est.max_iter, "maxfun": est.max_fun, "gtol": est.tol},
+            )
+        module.to(torch.float64)  # in place: params stay the module's parameters
+        with _flat_parameters(params) as (flat, _):
+            flat.copy_(to_tensor(result.x))
+        loss = float(result.fun)
+        if not np.isfinite(loss):
+            raise ValueError(f"the training loss became {loss}; scale the data or add alpha")
+        if result.status != 0:  # MLP warns alike: max_iter or max_fun ran out, or the line search failed
+            _warn_not_converged(f"L-BFGS stopped after {result.nit} iterations: {result.message}")
+        n_iter = min(int(result.nit), est.max_iter)
+        return {
+            "loss_": loss,
+            "loss_curve_": [loss],
+            "n_iter_": n_iter,
+            "t_": data.n * n_iter,
+            "best_loss_": loss,
+            "validation_scores_": None,
+            "best_validation_score_": None,
+            "_no_improvement_count": 0,
+        }
+
+    def full_batch_loss(
+        self, params: list[torch.Tensor], flat: torch.Tensor, gradient: torch.Tensor
+    ) -> Callable[[NDArray], tuple[float, NDArray]]:
+        """MLP's L-BFGS objective as SciPy calls it: parameters (``flat``, see _flat_parameters) in, the
+        weighted mean loss over all rows plus the L2 term out, with its gradient (left in ``gradient``,
+        where the parameters' gradients accumulate, and copied out).
+
+        On small data an evaluation is a few hundred microseconds of arithmetic, each tensor operation
+        a visible part of it: what stays the same between evaluations is prepared once, here."""
+        est, data = self.est, self.data
+        total_weight = data.n if data.w is None else float(data.w.sum())
+        step = self.step_rows()
+        chunks = [slice(start, start + step) for start in range(0, data.n, step)]  # bound activations
+        # MLP's L2 term, 0.5 * alpha * ||W||^2 over the weight matrices, over the flat vector at once:
+        # ``decays`` is 1 on the matrices' elements, 0 on the biases'. Its gradient, alpha * W, is added
+        # by hand, outside autograd.
+        decays = torch.cat([torch.full_like(p.reshape(-1), p.ndim > 1) for p in params])
+
+        def loss_and_gradient(x: NDArray) -> tuple[float, NDArray]:
+            flat.copy_(to_tensor(x))
+            gradient.zero_()
+            value = 0.0
+            for rows in chunks:
+                losses = self.batch_loss(rows)
+                torch.autograd.backward(losses.total() / total_weight)  # accumulates into gradient
+                value += float(_Losses(est._shown(losses.losses.detach()), losses.w).total())
+            if est.alpha:
+                weights = flat * decays
+                value += 0.5 * est.alpha * float(weights @ weights)
+                gradient.add_(weights, alpha=est.alpha / total_weight)
+            return value / total_weight, to_numpy(gradient, dtype=np.float64, copy=True)
+
+        return loss_and_gradient
 
 
 @contextlib.contextmanager
@@ -1724,28 +1658,154 @@ def _flat_parameters(params: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor,
                 p.data, p.grad = memory.copy_(p.data), None
 
 
-def _global_rng_states(cuda: list[torch.device]) -> list[torch.Tensor]:
-    return [torch.get_rng_state(), *map(torch.cuda.get_rng_state, cuda)]
+def _weight_matrices(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """The parameters MLP's L2 term reaches: the weight matrices, not the biases."""
+    return [p for p in params if p.ndim > 1]
 
 
-def _set_global_rng_states(states: list[torch.Tensor], cuda: list[torch.device]) -> None:
-    torch.set_rng_state(states[0])
-    for state, device in zip(states[1:], cuda, strict=False):  # a model trained on the CPU has no CUDA state
-        torch.cuda.set_rng_state(state, device)
+# --- 7. inference -----------------------------------------------------------------------------------
 
 
-def _warn_not_converged(why: str) -> None:
-    _warn(f"training stopped before it converged: {why}; raise max_iter (or tol)", ConvergenceWarning)
+def _map_chunks(
+    module: nn.Module,
+    X: Any,
+    device: torch.device,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """``fn(module(rows))`` over ``X`` in chunks of rows cast to the module's dtype, under inference
+    mode."""
+    n, step = X.shape[0], _chunk_rows(module, X, inference=True)
+    dtype = next(module.parameters()).dtype
+    with torch.inference_mode():
+        out = fn(module(_batch(module, X, slice(0, step), device, dtype)))
+        if n > step:
+            # One output buffer, filled in place: a list of small chunk results, concatenated at
+            # the end, would fragment the heap and raise peak memory several times over.
+            out = torch.cat([out, out.new_empty((n - len(out), *out.shape[1:]))])
+            for start in range(step, n, step):
+                rows = slice(start, start + step)
+                out[rows] = fn(module(_batch(module, X, rows, device, dtype)))
+        return out
 
 
-def _warn(message: str, category: type[Warning]) -> None:
-    """Warn from the first frame outside this module: the caller's line, or scikit-learn's when a
-    search or cross-validation calls fit (where ``filterwarnings(module="sklearn")`` reaches it)."""
-    frame: types.FrameType | None = sys._getframe()  # CPython's; 3.12's skip_file_prefixes does this
-    level = 1
-    while frame is not None and frame.f_globals.get("__name__") == __name__:
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
+def _forward(est: _TorchEstimator, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``fn`` of the module's raw outputs for ``X``: a tensor on the module's device, floating
+    results in the wider of X's dtype (float32 or float64, as validate_data makes it) and the
+    module's, as NumPy's promotion makes MLP's."""
+    weight = next(est.module_.parameters())  # inference runs where the module lives, in its dtype
+    X_ = validate_data(est, _host(X), reset=False, accept_sparse="csr", dtype=(np.float64, np.float32))
+    X_ = _canonical(X_)
+    out = _map_chunks(est.module_, X_, weight.device, fn)
+    wider = torch.promote_types(torch_dtype(X_.dtype), weight.dtype)
+    return out.to(wider) if out.is_floating_point() else out
+
+
+def _to_caller(X: Any, out: torch.Tensor) -> Output:
+    """``out`` in ``X``'s library, on its device, when ``X`` is a foreign array under dispatch; else NumPy."""
+    if not _tensor_out(X):
+        return to_numpy(out)
+    if isinstance(X, torch.Tensor):
+        return out.to(X.device, copy=True)  # a copy: an ordinary tensor, not an inference-mode one
+    converted: Output
+    if hasattr(X, "__array_namespace__"):  # it takes our host array through DLPack, onto X's device
+        converted = X.__array_namespace__().from_dlpack(to_numpy(out), device=X.device)
+    else:  # a DLPack-only library imports from X's own device: out goes there first, as a tensor
+        device = to_tensor(X).device  # a view of X, for its device
+        converted = sys.modules[_library_name(X)].from_dlpack(out.to(device, copy=True))
+    return converted
+
+
+def _tensor_out(X: Any) -> bool:
+    """Whether outputs follow ``X`` into its library: a tensor or another array API array, under dispatch."""
+    return _foreign(X) and bool(get_config()["array_api_dispatch"])
+
+
+def _foreign(x: Any) -> bool:
+    """Whether ``x`` is an array of another library than NumPy: a tensor, an array API array, or an
+    array that only exports DLPack (CuPy's, which scikit-learn reaches through array-api-compat)."""
+    return isinstance(x, torch.Tensor) or (
+        not isinstance(x, np.ndarray) and (hasattr(x, "__array_namespace__") or hasattr(x, "__dlpack__"))
+    )
+
+
+def _library_name(X: Any) -> str:
+    if isinstance(X, torch.Tensor):
+        return "torch"
+    if hasattr(X, "__array_namespace__"):
+        return str(X.__array_namespace__().__name__)
+    return type(X).__module__.partition(".")[0]  # cupy.ndarray -> cupy
+
+
+def _library(X: Any) -> tuple[str, str] | None:
+    """The array library and device of a foreign ``X`` under dispatch; None for NumPy or without dispatch."""
+    if not _tensor_out(X):
+        return None
+    return _library_name(X), str(X.device)
+
+
+def _check_library(estimator: Any, X: Any, method: str) -> None:
+    """Under dispatch, a model fitted on a foreign array library takes ``X`` only from it, on its device.
+
+    scikit-learn's array API estimators keep this rule (its checks test it); a model fitted on NumPy
+    takes any ``X``, and outputs follow ``X`` as before.
+    """
+    fitted = getattr(estimator, "_fit_library", None)
+    if fitted is None or not get_config()["array_api_dispatch"]:
+        return
+    found = _library(X) or ("numpy", "cpu")
+    if found != fitted:
+        raise ValueError(
+            f"{type(estimator).__name__}.{method}() inputs must use the same namespace and device as fit's: "
+            f"fit had {fitted[0]} arrays on {fitted[1]}, {method} got {found[0]} on {found[1]}; "
+            f"convert X to {fitted[0]} on {fitted[1]} first, or fit on NumPy to predict from anything"
+        )
+
+
+def _sparse(indicator: NDArray) -> Any:
+    """A CSR matrix of ``indicator``, as MLP predicts for a sparse y: scikit-learn's sparse interface
+    setting (1.9 and later) says whether a scipy.sparse array or matrix."""
+    sparray = get_config().get("sparse_interface") == "sparray"
+    return (scipy.sparse.csr_array if sparray else scipy.sparse.csr_matrix)(indicator)
+
+
+def _to_cpu(module: nn.Module, optimizer: _Optimizer | None) -> tuple[nn.Module, _Optimizer | None]:
+    if all(p.is_cpu for p in module.parameters()):
+        return module, optimizer
+    module = copy.deepcopy(module).cpu()
+    return module, None if optimizer is None else optimizer.copy_for(list(module.parameters()), "cpu")
+
+
+# --- 8. what fit leaves as it found it: random generators, threads, warnings ------------------------
+
+
+def _random_state(random_state: int | np.random.RandomState | None) -> np.random.RandomState:
+    """MLP's stream for ``random_state``: a copy of a RandomState passed in (fit advances the original
+    only when it succeeds); for None, one seeded from OS entropy, since check_random_state(None) would
+    draw from (and advance) NumPy's global RandomState."""
+    if random_state is None:
+        return np.random.RandomState(np.random.SeedSequence().generate_state(1))
+    if isinstance(random_state, np.random.RandomState):
+        return copy.deepcopy(random_state)
+    return np.random.RandomState(random_state)
+
+
+_GLOBAL_RNG_LOCK = threading.RLock()  # see _private_global_rng; reentrant for fits inside a module factory
+
+
+@contextlib.contextmanager
+def _private_global_rng(enabled: bool, cuda: list[torch.device]) -> Iterator[None]:
+    """Run a custom module's fit on a forked copy of torch's global generator, one fit at a time.
+
+    A custom module's constructor and layers (dropout) draw from torch's process-wide generator. The
+    fork hands them a stream seeded from random_state and restores the caller's state on exit; the lock
+    keeps fits in parallel threads from drawing from each other's streams. The built-in MLP draws from
+    its own RandomState only and needs neither.
+    """
+    if not enabled:
+        yield
+        return
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda):
+        yield
 
 
 def _seed_global_generators(seed: int, cuda: list[torch.device]) -> None:
@@ -1757,14 +1817,18 @@ def _seed_global_generators(seed: int, cuda: list[torch.device]) -> None:
             torch.cuda.manual_seed(seed)
 
 
-def _keywords_taken(factory: Callable[..., Any]) -> set[str]:
-    """The arguments ``factory`` takes by name that no functools.partial has bound already."""
-    try:
-        parameters = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):  # a callable whose signature Python cannot read
-        return set()
-    bound = set(factory.keywords) if isinstance(factory, functools.partial) else set()
-    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - bound
+def _global_rng_states(cuda: list[torch.device]) -> list[torch.Tensor]:
+    return [torch.get_rng_state(), *map(torch.cuda.get_rng_state, cuda)]
+
+
+def _set_global_rng_states(states: list[torch.Tensor], cuda: list[torch.device]) -> None:
+    torch.set_rng_state(states[0])
+    for state, device in zip(states[1:], cuda, strict=False):  # a model trained on the CPU has no CUDA state
+        torch.cuda.set_rng_state(state, device)
+
+
+# Training steps of fewer multiply-adds (rows x parameters) run on one OpenMP thread: see _threads_for.
+_PARALLEL_STEP = 2**23
 
 
 def _threads_for(work: int) -> contextlib.AbstractContextManager[Any]:
@@ -1792,17 +1856,15 @@ def _openmp() -> Any:
     return ThreadpoolController().select(user_api="openmp")
 
 
-@contextlib.contextmanager
-def _private_global_rng(enabled: bool, cuda: list[torch.device]) -> Iterator[None]:
-    """Run a custom module's fit on a forked copy of torch's global generator, one fit at a time.
+def _warn_not_converged(why: str) -> None:
+    _warn(f"training stopped before it converged: {why}; raise max_iter (or tol)", ConvergenceWarning)
 
-    A custom module's constructor and layers (dropout) draw from torch's process-wide generator. The
-    fork hands them a stream seeded from random_state and restores the caller's state on exit; the lock
-    keeps fits in parallel threads from drawing from each other's streams. The built-in MLP draws from
-    its own RandomState only and needs neither.
-    """
-    if not enabled:
-        yield
-        return
-    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda):
-        yield
+
+def _warn(message: str, category: type[Warning]) -> None:
+    """Warn from the first frame outside this module: the caller's line, or scikit-learn's when a
+    search or cross-validation calls fit (where ``filterwarnings(module="sklearn")`` reaches it)."""
+    frame: types.FrameType | None = sys._getframe()  # CPython's; 3.12's skip_file_prefixes does this
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
