@@ -269,7 +269,7 @@ class _TorchEstimator(BaseEstimator):
     ) -> _Estimator:
         keep = self._check_params(incremental)
         X_, y_, device = _validate_X_y(self, X, y, reset=not keep)
-        # The network's dtype is X's, as in MLP (L-BFGS ends in float64: see _train_lbfgs); targets and
+        # The network's dtype is X's, as in MLP (L-BFGS ends in float64: see _Training.lbfgs); targets and
         # weights follow it. Continued training casts X to the network's dtype, a batch at a time.
         dtype = numpy_dtype(next(self.module_.parameters()).dtype) if keep else X_.dtype
         w = _check_weights(sample_weight, X_.shape[0], dtype)
@@ -283,7 +283,7 @@ class _TorchEstimator(BaseEstimator):
         rng = copy.deepcopy(self._rng) if keep else _random_state(self.random_state)
         cuda = [device] if device.type == "cuda" else []
         with _private_global_rng(self.module is not None, cuda):
-            module = _resume(self, device, cuda) if keep else _start(self, X_, device, rng, cuda)
+            module = _resume(self, device, cuda) if keep else _build_module(self, X_, device, rng, cuda)
             X_, Y, w, val = _hold_out(self, X_, Y, y_, w, rng, keep=keep)
             data = _rows(X_, Y, w, device, torch_dtype(dtype))
             _check_outputs(self, module, data)  # a dry run, which also sizes lazy layers (nn.LazyLinear)
@@ -305,7 +305,7 @@ class _TorchEstimator(BaseEstimator):
 
     def _make_optimizer(self, module: nn.Module, device: torch.device, *, resume: bool) -> _Optimizer | None:
         """The optimizer for ``module``: as in MLP, partial_fit continues the fitted one (a copy of it)
-        and every fit starts a new one. None for L-BFGS, which SciPy runs (see _train_lbfgs)."""
+        and every fit starts a new one. None for L-BFGS, which SciPy runs (see _Training.lbfgs)."""
         if self.solver == "lbfgs":
             return None
         params: list[torch.Tensor] = list(module.parameters())
@@ -1152,19 +1152,13 @@ def _sparse_linear(layer: nn.Linear, x: _CSRRows) -> torch.Tensor:
     return out.add_(layer.bias)  # in place: one activation-sized buffer less; backward never reads out
 
 
-def _start(
+def _build_module(
     est: _TorchEstimator, X: Any, device: torch.device, rng: np.random.RandomState, cuda: list[torch.device]
 ) -> nn.Module:
-    """A new module, in X's dtype."""
+    """A new network for ``X``, in its dtype: the caller's module, or the built-in MLP."""
+    n_in, dtype = X.shape[1], torch_dtype(X.dtype)
     if est.module is not None:  # the module's own draws come from the (forked) global streams
         _seed_global_generators(int(rng.randint(2**31 - 1)), cuda)
-    return _build_module(est, X.shape[1], torch_dtype(X.dtype), device, rng)
-
-
-def _build_module(
-    est: _TorchEstimator, n_in: int, dtype: torch.dtype, device: torch.device, rng: np.random.RandomState
-) -> nn.Module:
-    if est.module is not None:
         module = est.module(n_in, est.n_outputs_, **_module_kwargs(est))
         if not isinstance(module, nn.Module):
             raise TypeError(
