@@ -46,6 +46,16 @@ def test_readme_quickstart_matches_ci() -> None:
     assert commands[-1] in ci.splitlines(), "CI must run the README's test command verbatim"
 
 
+def test_quick_tour_runs_every_section() -> None:
+    """``python demo.py --quick``, the quickstart's demo: all ten sections, in order. Never timed."""
+    demo_py = pathlib.Path(__file__).with_name("demo.py")
+    done = subprocess.run(
+        [sys.executable, str(demo_py), "--quick"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.findall(r"^(\d+)\. ", done.stdout, re.M) == [str(n) for n in range(1, 11)], done.stdout
+
+
 def test_bench_quick_runs() -> None:
     """A smoke test only: speed is never asserted, the machines are noisy."""
     bench = pathlib.Path(__file__).with_name("bench.py")
