@@ -2,13 +2,13 @@
 
 Every test runs on a real ``distributed.LocalCluster`` that this module starts once and stops at its
 end: 2 worker processes with one thread each, on this machine, listening on loopback only. The workers
-get ``bridge.py`` and ``estimators.py`` the way the README tells users who copied the files
+get ``bridge.py`` and ``estimators.py`` the way docs/cluster.md tells users who copied the files
 (``Client.upload_file``), and this module too, since tasks refer to its helpers. The module skips where
-dask or distributed is not installed (``pip install -e '.[cluster]'``); the ``partial_fit`` test also
-needs dask-ml. See README, "When one machine is not enough".
+dask or distributed is not installed (``pip install -e '.[cluster]'``; the test extra alone does not
+install them); the ``partial_fit`` test also needs dask-ml. See docs/cluster.md.
 
-The README's cluster examples are fenced ``py``, not ``python``: test_demo.py runs every ``python``
-block with no scheduler to connect to, so these run here instead, against the LocalCluster.
+The cluster examples of docs/cluster.md are fenced ``py``, not ``python``: test_demo.py runs every
+``python`` block with no scheduler to connect to, so these run here instead, against the LocalCluster.
 """
 
 from __future__ import annotations
@@ -162,8 +162,8 @@ class _KillWorkerOnce:
 
 @contextlib.contextmanager
 def _replicas_kept(client: Any) -> Iterator[None]:
-    """The cluster with distributed's Active Memory Manager stopped, as the README's search has it: every
-    2 s the manager drops the copies of data that no queued task needs, scatter's copies too."""
+    """The cluster with distributed's Active Memory Manager stopped, as docs/cluster.md's search has it:
+    every 2 s the manager drops the copies of data that no queued task needs, scatter's copies too."""
     client.amm.stop()
     try:
         yield
@@ -179,7 +179,7 @@ def test_a_worker_killed_mid_search_changes_no_score(client: Any, tmp_path: path
     train indices per split), so no data live on one worker alone, as long as the Active Memory Manager
     is stopped. Otherwise the search fails with FutureCancelledError ("already forgotten") when the
     dead worker held the last copy of any of them, which depends on where they were placed and on when
-    the manager last ran (see the README).
+    the manager last ran (see docs/cluster.md).
     """
     X, y = load_digits(return_X_y=True)
     splits = list(StratifiedKFold(n_splits=3).split(X, y))
@@ -200,23 +200,22 @@ def test_a_worker_killed_mid_search_changes_no_score(client: Any, tmp_path: path
     assert client.run(_uploaded_estimators_file) == dict.fromkeys(client.nthreads(), True)
 
 
-def test_readme_cluster_examples_run_against_a_local_cluster(
+def test_docs_cluster_examples_run_against_a_local_cluster(
     client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = HERE.joinpath("README.md").read_text()
-    section = readme.split("## When one machine is not enough", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```py\n(.*?)```", section, re.S)
+    page = HERE.joinpath("docs", "cluster.md").read_text()
+    blocks = re.findall(r"```py\n(.*?)```", page, re.S)
     assert len(blocks) == 2 and "tcp://scheduler-host:8786" in blocks[0]
-    monkeypatch.chdir(HERE)  # the README uploads bridge.py and estimators.py from the current directory
+    monkeypatch.chdir(HERE)  # the page uploads bridge.py and estimators.py from the current directory
     pytest.importorskip("dask_ml")
     namespace: dict[str, Any] = {"__name__": "readme"}
     try:
         for block in blocks:
             code = block.replace("tcp://scheduler-host:8786", client.scheduler.address)
-            exec(compile(code, "README.md", "exec"), namespace)
+            exec(compile(code, "docs/cluster.md", "exec"), namespace)
     finally:
-        if "client" in namespace:  # the README's own client; closing it makes the fixture's the default again
-            namespace["client"].amm.start()  # the README stops the cluster's Active Memory Manager
+        if "client" in namespace:  # the page's own client; closing it makes the fixture's the default again
+            namespace["client"].amm.start()  # the page stops the cluster's Active Memory Manager
             namespace["client"].close()
     # Three passes over every row: partial_fit of Incremental continues, it does not start over.
     assert namespace["search"].best_params_ and namespace["model"].estimator_.t_ == 3 * len(namespace["X"])

@@ -1,4 +1,8 @@
-"""demo.py's building blocks run small, every Python block of the README, and bench.py --quick."""
+"""demo.py's building blocks run small, every Python block of the README and docs/, and bench.py --quick.
+
+Also what keeps the documents true: the README's test command is the one CI runs, every relative link
+of the README and docs/ leads to a file (and a heading) that exists, and every code block is run.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,20 @@ from sklearn.datasets import load_iris
 
 import demo
 
-README = pathlib.Path(__file__).with_name("README.md").read_text()
+HERE = pathlib.Path(__file__).parent
+README = HERE.joinpath("README.md").read_text()
+# The README, then the reference pages it links to, by name: {"README.md": text, "docs/gpu.md": text, ...}
+DOCUMENTS = {
+    path.relative_to(HERE).as_posix(): path.read_text()
+    for path in [HERE / "README.md", *sorted(HERE.joinpath("docs").glob("*.md"))]
+}
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+PYTHON_BLOCKS = [
+    pytest.param(name, block, id=f"{name}:{number}")
+    for name, text in DOCUMENTS.items()
+    for number, (language, block) in enumerate(FENCE.findall(text), 1)
+    if language == "python"
+]
 
 
 def test_classifier_and_regressor_tables(capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,15 +52,65 @@ def test_custom_module_and_bridge_tour(capsys: pytest.CaptureFixture[str]) -> No
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("block", re.findall(r"```python\n(.*?)```", README, re.S))
-def test_readme_python_blocks_run(block: str) -> None:
-    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+@pytest.mark.parametrize(("document", "block"), PYTHON_BLOCKS)
+def test_python_blocks_of_readme_and_docs_run(document: str, block: str) -> None:
+    """Every ``python`` block of the README and of docs/*.md, as written."""
+    exec(compile(block, document, "exec"), {"__name__": "readme"})
+
+
+def test_every_code_block_is_run_or_a_shell_command() -> None:
+    """``python`` blocks run above; ``py`` blocks need a dask cluster and run in test_cluster.py (which
+    skips without dask), so only docs/cluster.md has them; ``bash`` blocks are commands to type."""
+    for name, text in DOCUMENTS.items():
+        for language, _ in FENCE.findall(text):
+            allowed = {"python", "bash"} | ({"py"} if name == "docs/cluster.md" else set())
+            assert language in allowed, f"{name}: a ```{language} block that no test runs"
+    assert len(PYTHON_BLOCKS) >= 8
 
 
 def test_readme_quickstart_matches_ci() -> None:
-    ci = pathlib.Path(__file__).with_name(".ci").joinpath("run").read_text()
-    commands = re.findall(r"```bash\n(.*?)```", README, re.S)[0].strip().splitlines()
-    assert commands[-1] in ci.splitlines(), "CI must run the README's test command verbatim"
+    """The quickstart's last line is the test command, and .ci/run runs exactly that line."""
+    ci = HERE.joinpath(".ci", "run").read_text()
+    body = re.search(r"^readme_test_command\(\) \{.*?\n(.*?)^\}", ci, re.S | re.M)
+    assert body is not None, "readme_test_command() not found in .ci/run"
+    ci_lines = [line for line in body.group(1).splitlines() if line and not line.startswith("#")]
+    quickstart = README.split("## Quickstart", 1)[1]
+    command = re.findall(r"```bash\n(.*?)```", quickstart, re.S)[0].strip().splitlines()[-1]
+    assert ci_lines == [command] == ["mypy && pytest"], "CI must run the README's test command verbatim"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist() -> None:
+    headings = {
+        name: {_anchor(h) for h in re.findall(r"^#+ (.*)$", FENCE.sub("", text), re.M)}
+        for name, text in DOCUMENTS.items()
+    }
+    links = 0
+    for name, text in DOCUMENTS.items():
+        for target in re.findall(r"\]\(([^)\s]+)\)", FENCE.sub("", text)):
+            if re.match(r"[a-z]+:", target):  # https:, mailto: ...: not ours to check
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = (HERE / name).parent.joinpath(path).resolve() if path else (HERE / name).resolve()
+            assert resolved.exists(), f"{name}: the link {target} leads to no file"
+            key = resolved.relative_to(HERE).as_posix()
+            assert not anchor or anchor in headings.get(key, set()), f"{name}: no heading for {target}"
+            links += 1
+    assert links >= 20
+
+
+def test_quick_tour_runs_every_section() -> None:
+    """``python demo.py --quick``, the quickstart's demo: all ten sections, in order. Never timed."""
+    demo_py = HERE / "demo.py"
+    done = subprocess.run(
+        [sys.executable, str(demo_py), "--quick"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.findall(r"^(\d+)\. ", done.stdout, re.M) == [str(n) for n in range(1, 11)], done.stdout
 
 
 def test_bench_quick_runs() -> None:
