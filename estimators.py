@@ -361,7 +361,7 @@ class _TorchEstimator(BaseEstimator):
 class TorchClassifier(ClassifierMixin, _TorchEstimator):
     """A classifier training any ``nn.Module`` on log-loss: binary, multiclass or multilabel.
 
-    Parameters and fitted attributes are MLPClassifier's (see the README); ``module`` builds the
+    Parameters and fitted attributes are MLPClassifier's (see docs/estimators.md); ``module`` builds the
     network from ``(n_features_in, n_outputs)`` and returns raw scores (logits).
     """
 
@@ -619,7 +619,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
 class TorchRegressor(RegressorMixin, _TorchEstimator):
     """A regressor training any ``nn.Module`` on squared error or Poisson deviance, one or many outputs.
 
-    Parameters and fitted attributes are MLPRegressor's (see the README); ``module`` builds the
+    Parameters and fitted attributes are MLPRegressor's (see docs/estimators.md); ``module`` builds the
     network from ``(n_features_in, n_outputs)`` and returns raw predictions (log-means for Poisson).
     """
 
@@ -1215,8 +1215,7 @@ class _Optimizer:
     """MLP's 'adam', or 'sgd' with momentum, on ``params``. It keeps its own state and steps through
     torch's documented functional forms, torch.optim.adam.adam and torch.optim.sgd.sgd, the fused
     kernels torch.optim.Adam and SGD run, without their per-step wrapper (hooks, profiling, state
-    look-ups): that wrapper took about 25 us of a 190 us step at batch 32 (README, "Performance and
-    limits")."""
+    look-ups): that wrapper took about 25 us of a 190 us step at batch 32 (docs/performance.md)."""
 
     def __init__(self, solver: str, params: list[torch.Tensor], learning_rate: float, **options: Any) -> None:
         self.solver, self.params = solver, params

@@ -1,6 +1,7 @@
 """scikit-learn's own estimator checks, laws and examples for estimators.py.
 
-Each promise of the README's "The estimators" section, and the test that fails if it breaks
+Each promise of the estimators' guide (README.md, "The estimators", and docs/estimators.md), and the
+test that fails if it breaks
 (scikit-learn's own MLP tests run from test_mlp_parity.py):
 
 | promise | test |
@@ -577,7 +578,7 @@ def test_lbfgs_gives_mlps_model() -> None:
 def test_first_sgd_epoch_equals_mlps(name: str, early_stopping: bool) -> None:
     # Initial weights, validation split, shuffle, batches, sample weights and the L2 term all as in
     # MLP: one epoch of plain SGD lands on MLP's weights. (Later epochs shuffle differently, and MLP
-    # stratifies only binary targets; see the README.)
+    # stratifies only binary targets; see docs/differences-from-mlp.md.)
     X, y = blobs(n=90, n_classes=2) if name == "TorchClassifier" else regression(n=90)
     w = np.random.default_rng(1).uniform(0.0, 2.0, len(X))
     params: dict[str, Any] = {"solver": "sgd", "momentum": 0.0, "alpha": 0.5, "batch_size": 16, "max_iter": 1}
