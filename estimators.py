@@ -1830,8 +1830,9 @@ def _threads_for(work: int) -> contextlib.AbstractContextManager[Any]:
 
     torch runs its operations on a team of OpenMP threads, and every operation waits for the whole
     team. On a machine whose cores are busy (a browser, other jobs, the other fits of a parallel
-    search) one of them waits for a core, and small steps spent most of their time waiting: beside two
-    busy processes on 2 cores a digits fit at batch 32 took 5.2x MLP's time on two threads, 1.6x on one.
+    search) one of them waits for a core, and small steps spend most of their time waiting: beside two
+    busy processes on 2 cores a digits fit at batch 32 takes about 5x MLP's time on two threads, 1.6x on
+    one (docs/performance.md).
     Large steps, where threads pay off, keep the caller's setting (bench.py: busy_machine, thread_choice).
     OpenMP's thread count is per thread (omp_set_num_threads), so other threads, concurrent fits and
     the caller after fit see theirs; torch.set_num_threads would also change process-wide pools.
