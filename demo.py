@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import os
 import sys
 import tempfile
@@ -32,7 +31,14 @@ import numpy as np
 import sklearn
 import torch
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine, make_circles
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_diabetes,
+    load_digits,
+    load_iris,
+    load_wine,
+    make_circles,
+)
 from sklearn.decomposition import PCA
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
@@ -183,7 +189,8 @@ def quiet_fit(model: Any, X: Any, y: Any) -> tuple[Any, float]:
 
 
 def polynomial_grid(max_iter: int = 200) -> dict[str, Any]:
-    """StandardScaler -> PolynomialFeatures -> network in a grid search, next to the same grid with logistic regression.
+    """StandardScaler -> PolynomialFeatures -> network in a grid search, next to the same grid with
+    logistic regression.
 
     Concentric circles: no straight line separates them, but with x1**2 + x2**2 among the features one does.
     """
@@ -307,7 +314,8 @@ def trees_on_a_table(max_iter: int = 200) -> dict[str, float]:
 
 
 def loss_curves_figure(path: Path, max_iter: int = 100) -> Path | None:
-    """Save TorchClassifier's and MLPClassifier's loss and validation curves on digits; None without matplotlib."""
+    """Save TorchClassifier's and MLPClassifier's loss and validation curves on digits; None without
+    matplotlib."""
     try:
         # Imported by name: matplotlib is an optional extra, and mypy checks this file without it.
         figure_module = importlib.import_module("matplotlib.figure")
