@@ -21,7 +21,7 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 _PIPELINE = (
     "StandardScaler under array API dispatch passes NumPy dtypes to torch.asarray, which torch refuses"
 )
-# (regex searched in the test's id and the README block it runs, distribution, first good version, why)
+# (regex searched in the test's id and the document block it runs, distribution, first good version, why)
 NEEDS_NEWER: list[tuple[str, str, str, str]] = [
     (
         r"TorchClassifier\(.*-check_array_api_input",

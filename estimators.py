@@ -1193,6 +1193,11 @@ def _resume(est: _TorchEstimator, device: torch.device, cuda: list[torch.device]
 def _check_outputs(est: _TorchEstimator, module: nn.Module, data: _Rows) -> None:
     """The module must map (batch, n_features_in) to (batch, n_outputs); checked on two rows in
     eval mode without gradients, so no layer updates its statistics or draws a random number."""
+    if not any(p.requires_grad for p in module.parameters()):
+        raise ValueError(
+            f"{type(module).__name__} has no parameter that requires grad, so fit has nothing to train: "
+            f"give it a layer with weights (e.g. nn.Linear), or unfreeze one (requires_grad_(True))"
+        )
     module.eval()
     with torch.no_grad():
         raw = module(_batch(module, data.X, slice(0, 2), data.Y.device, data.dtype))
@@ -1215,7 +1220,7 @@ class _Optimizer:
     """MLP's 'adam', or 'sgd' with momentum, on ``params``. It keeps its own state and steps through
     torch's documented functional forms, torch.optim.adam.adam and torch.optim.sgd.sgd, the fused
     kernels torch.optim.Adam and SGD run, without their per-step wrapper (hooks, profiling, state
-    look-ups): that wrapper took about 25 us of a 190 us step at batch 32 (docs/performance.md)."""
+    look-ups): docs/performance.md times both steps."""
 
     def __init__(self, solver: str, params: list[torch.Tensor], learning_rate: float, **options: Any) -> None:
         self.solver, self.params = solver, params
@@ -1652,8 +1657,9 @@ def _flat_parameters(params: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor,
 
 
 def _weight_matrices(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
-    """The parameters MLP's L2 term reaches: the weight matrices, not the biases."""
-    return [p for p in params if p.ndim > 1]
+    """The parameters MLP's L2 term reaches: the weight matrices fit trains, not the biases (nor a
+    frozen matrix, which is not the model's to shrink)."""
+    return [p for p in params if p.ndim > 1 and p.requires_grad]
 
 
 # --- 7. inference -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The estimators with arrays of other array API libraries than NumPy and torch (array_api_strict here).
 
 scikit-learn's own check_array_api_input runs through test_estimators.py's parametrize_with_checks;
-these tests pin what the README adds: values, devices, and the same-library rule.
+these tests pin what docs/estimators.md adds: values, devices, and the same-library rule.
 """
 
 from __future__ import annotations

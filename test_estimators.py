@@ -29,7 +29,7 @@ test that fails if it breaks
 | on CUDA, the CPU's model; draws repeat, generators kept; CuPy in, CuPy out (skip without a GPU) | test_cuda_fits_the_model_the_cpu_fits, test_cuda_custom_module_draws_repeat_and_global_generators_stay, test_cuda_training_and_a_device_free_pickle, test_cupy_arrays_come_back_as_cupy |
 | every path MLP takes: multi-output loss, clipped log-loss, L-BFGS dtypes, momentum under schedules, binary-only stratification | test_multi_output_regression_trains_as_mlp, test_the_loss_clips_probabilities_as_mlps_log_loss, test_lbfgs_computes_in_xs_dtype_and_leaves_float64_weights_as_mlp, test_sgd_momentum_under_a_changing_rate_follows_mlp, test_a_multiclass_early_stopping_split_is_mlps |
 | X unchanged by any module, read-only X read a batch at a time | test_a_module_that_writes_its_input_never_changes_X, test_read_only_and_memory_mapped_X_are_read_in_place, test_continued_training_casts_X_a_batch_at_a_time |
-| users' modules: lazy layers, sparse gradients, sizes from MLP's parameters or module__, softmax refused | test_lazy_layers_train_as_their_eager_twins, test_modules_with_sparse_gradients_train_with_every_solver, test_a_custom_networks_size_is_searched_like_mlps, test_a_size_the_module_would_ignore_is_an_error, test_a_module_that_ends_in_softmax_is_refused |
+| users' modules: lazy layers, sparse gradients, sizes from MLP's parameters or module__, softmax refused, frozen parameters outside the L2 term, nothing to train refused | test_lazy_layers_train_as_their_eager_twins, test_modules_with_sparse_gradients_train_with_every_solver, test_a_custom_networks_size_is_searched_like_mlps, test_a_size_the_module_would_ignore_is_an_error, test_a_module_that_ends_in_softmax_is_refused, test_the_l2_term_reaches_only_the_matrices_fit_trains, test_a_module_with_nothing_to_train_is_a_clear_error |
 | clear errors or MLP's answer: no_grad, plain scorers, dispatch scorers, sparse y, validation_fraction=0, weightless parts, devices, Ctrl-C, warnings' lines | test_fit_inside_the_callers_no_grad_or_inference_mode, test_a_plain_scorer_callable_is_called_as_it_is_written, test_tensors_under_dispatch_stop_early_on_any_scorer, test_sparse_multilabel_targets_fit_and_predict_sparse_like_mlp, test_validation_fraction_0_is_accepted_as_in_mlp, test_a_split_part_that_weighs_nothing_is_a_clear_error, test_a_scorer_that_cannot_score_the_split_fails_before_training, test_a_device_that_is_not_here_is_a_value_error, test_ctrl_c_keeps_the_epochs_trained_so_far_as_mlp_does, test_warnings_point_at_the_callers_line |
 | no global seeding; one thread for small steps, in the fitting thread only | test_a_custom_module_fit_calls_no_global_seeding_function, test_a_cpu_fit_of_a_custom_module_leaves_every_cuda_generator_alone, test_small_steps_train_on_one_thread_and_large_ones_keep_them, test_concurrent_fits_limit_only_their_own_threads |
 """
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gc
 import io
 import itertools
@@ -578,7 +579,7 @@ def test_lbfgs_gives_mlps_model() -> None:
 def test_first_sgd_epoch_equals_mlps(name: str, early_stopping: bool) -> None:
     # Initial weights, validation split, shuffle, batches, sample weights and the L2 term all as in
     # MLP: one epoch of plain SGD lands on MLP's weights. (Later epochs shuffle differently, and MLP
-    # stratifies only binary targets; see docs/differences-from-mlp.md.)
+    # stratifies only binary targets; see docs/estimators.md.)
     X, y = blobs(n=90, n_classes=2) if name == "TorchClassifier" else regression(n=90)
     w = np.random.default_rng(1).uniform(0.0, 2.0, len(X))
     params: dict[str, Any] = {"solver": "sgd", "momentum": 0.0, "alpha": 0.5, "batch_size": 16, "max_iter": 1}
@@ -974,6 +975,52 @@ class Flat(nn.Module):
 def test_a_module_output_of_the_wrong_shape_is_named() -> None:
     with pytest.raises(ValueError, match=r"\(batch, n_outputs\) = \(2, 1\)"):
         TorchRegressor(module=Flat, **CUSTOM).fit(*regression())
+
+
+class Fixed(nn.Module):
+    """Outputs of the right shape from nothing trainable: no parameters at all, or only frozen ones."""
+
+    def __init__(self, n_in: int, n_out: int, frozen: bool = False) -> None:
+        super().__init__()
+        self.n_out = n_out
+        self.layer = nn.Linear(n_in, n_out).requires_grad_(False) if frozen else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x) if self.layer is not None else x[:, :1].expand(-1, self.n_out) * 0.5
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+@pytest.mark.parametrize("frozen", [False, True], ids=["no parameters", "frozen"])
+def test_a_module_with_nothing_to_train_is_a_clear_error(frozen: bool, solver: str) -> None:
+    X, y = regression()
+    with pytest.raises(ValueError, match="no parameter that requires grad"):
+        TorchRegressor(module=functools.partial(Fixed, frozen=frozen), solver=solver, **CUSTOM).fit(X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_the_l2_term_reaches_only_the_matrices_fit_trains(solver: str) -> None:
+    # A frozen weight matrix is not the model's to shrink: every solver leaves it out of the L2 term
+    # and so out of the reported loss, as L-BFGS's objective always did.
+    X, y = regression(n=40)
+
+    def net(n_in: int, n_out: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(n_in, 8).requires_grad_(False), nn.ReLU(), nn.Linear(8, n_out))
+
+    params: dict[str, Any] = {
+        "module": net,
+        "solver": solver,
+        "max_iter": 1,
+        "shuffle": False,
+        "batch_size": len(X),
+        "learning_rate_init": 1e-12,
+        "random_state": 0,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = TorchRegressor(alpha=0.0, **params).fit(X, y)
+        shrunk = TorchRegressor(alpha=2.0, **params).fit(X, y)
+    trained = float(shrunk.module_.get_parameter("2.weight").detach().square().sum())
+    np.testing.assert_allclose(shrunk.loss_, plain.loss_ + 0.5 * 2.0 * trained / len(X), rtol=1e-6)
 
 
 @quiet
