@@ -554,21 +554,15 @@ class _Spent(Exception):
 def torch_lbfgs(X: Any, y: Any, evaluations: int) -> int:
     """The floor under any L-BFGS on autograd: SciPy's L-BFGS-B on the loss and gradient of a bare
     torch network (MLP's shape, float64), nothing else (no L2 term, no clipping, no checks), its
-    parameters and gradients views of two flat vectors as in fit, on one thread as fit runs small steps
-    (on torch's team, MLP's spinning OpenBLAS threads slow it several times over). Stops after
-    ``evaluations`` evaluations, or sooner where SciPy does; returns how many it made."""
+    parameters and gradients views of two flat vectors as in fit (estimators._flat_parameters), on one
+    thread as fit runs small steps (on torch's team, MLP's spinning OpenBLAS threads slow it several
+    times over). Stops after ``evaluations`` evaluations, or sooner where SciPy does; returns how many
+    it made."""
     X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
     with torch.random.fork_rng():  # the initial weights, drawn without touching the caller's stream
         torch.manual_seed(SEED)
         net = nn.Sequential(nn.Linear(X.shape[1], 100), nn.ReLU(), nn.Linear(100, int(y.max()) + 1))
-    params = list(net.double().parameters())
-    flat = torch.cat([p.detach().reshape(-1) for p in params])
-    gradient = torch.zeros_like(flat)
-    start = 0
-    for p in params:
-        p.data, p.grad = (v[start : start + p.numel()].view(p.shape) for v in (flat, gradient))
-        start += p.numel()
-    point, slope = flat.numpy(), gradient.numpy()
+    params: list[torch.Tensor] = list(net.double().parameters())
     made = 0
 
     def loss_and_gradient(x: np.ndarray[Any, Any]) -> tuple[float, np.ndarray[Any, Any]]:
@@ -583,7 +577,12 @@ def torch_lbfgs(X: Any, y: Any, evaluations: int) -> int:
         return float(loss.detach()), slope.copy()
 
     options = {"maxfun": 10**9, "maxiter": 10**9, "gtol": 0.0, "ftol": 0.0}
-    with threadpool_limits(limits=1, user_api="openmp"), contextlib.suppress(_Spent):
+    with (
+        estimators._flat_parameters(params) as (flat, gradient),
+        threadpool_limits(limits=1, user_api="openmp"),
+        contextlib.suppress(_Spent),
+    ):
+        point, slope = flat.numpy(), gradient.numpy()
         scipy.optimize.minimize(loss_and_gradient, point.copy(), method="L-BFGS-B", jac=True, options=options)
     return made
 
