@@ -1616,16 +1616,18 @@ class _Training:
         # MLP's L2 term, 0.5 * alpha * ||W||^2 over the weight matrices, over the flat vector at once:
         # ``decays`` is 1 on the matrices' elements, 0 on the biases'. Its gradient, alpha * W, is added
         # by hand, outside autograd.
-        decays = torch.cat([torch.full_like(p.reshape(-1), p.ndim > 1) for p in params])
+        matrices = {id(W) for W in _weight_matrices(params)}
+        decays = torch.cat([torch.full_like(p.reshape(-1), id(p) in matrices) for p in params])
 
         def loss_and_gradient(x: NDArray) -> tuple[float, NDArray]:
             flat.copy_(to_tensor(x))
             gradient.zero_()
-            value = 0.0
+            parts = []
             for rows in chunks:
                 losses = self.batch_loss(rows)
                 torch.autograd.backward(losses.total() / total_weight)  # accumulates into gradient
-                value += float(_Losses(est._shown(losses.losses.detach()), losses.w).total())
+                parts.append(losses.detach())
+            value = self.reported(parts)
             if est.alpha:
                 weights = flat * decays
                 value += 0.5 * est.alpha * float(weights @ weights)
