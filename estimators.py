@@ -278,15 +278,18 @@ class _TorchEstimator(BaseEstimator):
         )
         self.n_outputs_ = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
         w = self._weigh_classes(w, y_, dtype)
-        # MLP's random stream: the same random_state draws the same initial weights and shuffles. A
-        # copy of the stream is continued, so a failed call leaves the fitted one as it was.
-        rng = copy.deepcopy(self._rng) if keep else _random_state(self.random_state)
+        # MLP's random stream: the same random_state draws the same initial weights and shuffles. Each
+        # call draws from a copy (of the caller's RandomState, as MLP draws from it, else of the fitted
+        # stream), so a failed call leaves both as they were.
+        instance = isinstance(self.random_state, np.random.RandomState)
+        rng = copy.deepcopy(self._rng) if keep and not instance else _random_state(self.random_state)
         cuda = [device] if device.type == "cuda" else []
         with _private_global_rng(self.module is not None, cuda):
             module = _resume(self, device, cuda) if keep else _build_module(self, X_, device, rng, cuda)
             X_, Y, w, val = _hold_out(self, X_, Y, y_, w, rng, keep=keep)
             data = _rows(X_, Y, w, device, torch_dtype(dtype))
-            _check_outputs(self, module, data)  # a dry run, which also sizes lazy layers (nn.LazyLinear)
+            if self.module is not None and not keep:  # a dry run, which also sizes lazy layers
+                _check_outputs(self, module, data)
             optimizer = self._make_optimizer(module, device, resume=keep and incremental)
             training = _Training(self, module, optimizer, data, val)
             if val is not None and self.scoring not in (None, "loss"):
@@ -297,8 +300,8 @@ class _TorchEstimator(BaseEstimator):
         module.eval()  # predict is pure: it relies on eval mode and never toggles it
         self.module_, self._optimizer, self._shape = module, optimizer, _shape_params(self)
         self._rng, self._global_rng_states = rng, global_states
-        if isinstance(self.random_state, np.random.RandomState) and not keep:
-            self.random_state.set_state(rng.get_state())  # as in scikit-learn: a fit advances it
+        if instance:
+            self.random_state.set_state(rng.get_state())  # as in MLP: every call advances it
         for name, value in record.items():
             setattr(self, name, value)
         return self
@@ -841,7 +844,7 @@ def _module_kwargs(est: _TorchEstimator) -> dict[str, Any]:
     hidden_layer_sizes and activation, where it takes arguments of those names, so that an MLP
     parameter grid sizes a custom network too. A value it would not see must be the default:
     nothing is silently ignored."""
-    taken = _keywords_taken(cast(Callable[..., Any], est.module))
+    taken = _keywords_taken(cast(Callable[..., Any], est.module), ["hidden_layer_sizes", "activation"])
     kwargs: dict[str, Any] = {}
     for name, value, default in (
         ("hidden_layer_sizes", _hidden_sizes(est), [100]),
@@ -873,14 +876,17 @@ def _shape_params(est: _TorchEstimator) -> dict[str, Any]:
     return {"module": None, "hidden_layer_sizes": _hidden_sizes(est), "activation": est.activation}
 
 
-def _keywords_taken(factory: Callable[..., Any]) -> set[str]:
-    """The arguments ``factory`` takes by name that no functools.partial has bound already."""
+def _keywords_taken(factory: Callable[..., Any], names: Iterable[str]) -> set[str]:
+    """Which of ``names`` ``factory`` takes by name (all of them, with ``**kwargs``) that no
+    functools.partial has bound already."""
     try:
         parameters = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):  # a callable whose signature Python cannot read
         return set()
     bound = set(factory.keywords) if isinstance(factory, functools.partial) else set()
-    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - bound
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return set(names) - bound
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} & set(names) - bound
 
 
 def _check_random_state(random_state: Any) -> None:
@@ -1163,6 +1169,14 @@ def _build_module(
         if not isinstance(module, nn.Module):
             raise TypeError(
                 f"module({n_in}, {est.n_outputs_}) returned {type(module).__name__}, not an nn.Module"
+            )
+        tensors = itertools.chain(module.named_parameters(), module.named_buffers())
+        complex_ = [f"{name} ({t.dtype})" for name, t in tensors if t.is_complex()]
+        if complex_:  # casting them to X's dtype would drop their imaginary parts: another model
+            raise TypeError(
+                f"the module has complex tensors, {', '.join(complex_)}; the estimators train real networks "
+                f"in X's dtype: hold each complex weight as two real ones (e.g. torch.view_as_complex of a "
+                f"real (..., 2) parameter inside forward)"
             )
         return module.to(device=device, dtype=dtype)
     sizes = [n_in, *_hidden_sizes(est), est.n_outputs_]
@@ -1518,7 +1532,7 @@ class _Training:
         view.__dict__.pop("feature_names_in_", None)  # no names to check either
         scorer = check_scoring(est, scoring=est.scoring)
         # A plain scorer(estimator, X, y) is called as it is written: without weights.
-        weighted = val.w is not None and "sample_weight" in _keywords_taken(scorer)
+        weighted = val.w is not None and bool(_keywords_taken(scorer, ["sample_weight"]))
         try:
             return float(scorer(view, val.X, val.y, **({"sample_weight": val.w} if weighted else {})))
         except (AttributeError, TypeError, ValueError) as err:

@@ -1928,6 +1928,84 @@ def test_a_scorer_that_cannot_score_the_split_fails_before_training() -> None:
     assert not hasattr(clf, "module_")
 
 
+class ComplexLinear(nn.Module):
+    """A linear layer with complex weights whose real part is the output."""
+
+    def __init__(self, n_features: int, n_outputs: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_features, n_outputs, dtype=torch.complex64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.to(self.weight.dtype) @ self.weight).real
+
+
+def test_a_module_with_complex_parameters_is_refused_before_training() -> None:
+    # Casting it to X's real dtype would drop the imaginary parts and train another, real model.
+    X, y = blobs()
+    clf = TorchClassifier(module=ComplexLinear, **CUSTOM)
+    with pytest.raises(TypeError, match=r"complex.*weight.*complex64"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "module_")
+
+
+@pytest.mark.parametrize("start", ["partial_fit", "warm_start"])
+def test_the_built_in_network_is_never_taken_for_a_softmax(start: str) -> None:
+    # Two equal first rows whose binary output is 1.0 look like rows of probabilities (each sums to 1);
+    # only a module of the caller's can end in softmax, and MLPClassifier fits such data.
+    X, y = blobs(n_classes=2)
+    clf = TorchClassifier(activation="identity", warm_start=start == "warm_start", **TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.partial_fit(X, y, classes=[0, 1]) if start == "partial_fit" else clf.fit(X, y)
+
+    def logit(Z: NDArray) -> NDArray:
+        p = as_numpy(clf.predict_proba(Z))[:, 1]
+        return np.log(p / (1 - p))
+
+    zero, x = logit(np.zeros((1, 4))), logit(X[:1])
+    record = X[:1] * (1 - zero) / (x - zero)  # the network is affine: its raw output here is 1
+    assert_allclose(logit(record), 1.0, atol=1e-6)
+    X2, y2 = np.vstack([record, record, X]), np.r_[0, 0, y]
+    MLPClassifier(activation="identity", max_iter=1, hidden_layer_sizes=(8,)).partial_fit(X2, y2, classes=[0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.partial_fit(X2, y2) if start == "partial_fit" else clf.fit(X2, y2)
+
+
+@quiet
+@pytest.mark.parametrize("method", ["warm_start", "partial_fit"])
+def test_every_call_that_succeeds_advances_a_random_state_instance_as_mlps_does(method: str) -> None:
+    X, y = blobs()
+    streams = []
+    for Estimator in (TorchClassifier, MLPClassifier):
+        rs = np.random.RandomState(0)
+        est = Estimator(random_state=rs, max_iter=2, hidden_layer_sizes=(8,), warm_start=True)
+        est.fit(X, y) if method == "warm_start" else est.partial_fit(X, y, classes=[0, 1, 2])
+        after_first = str(rs.get_state(legacy=False))
+        est.fit(X, y) if method == "warm_start" else est.partial_fit(X, y)
+        streams.append(str(rs.get_state(legacy=False)))
+        assert streams[-1] != after_first, Estimator.__name__
+    # Ours draws what MLP's draws, call for call (shuffles; MLP permutes the last epoch's order, which
+    # takes the same draws), so the caller's RandomState ends in the same place.
+    assert streams[0] == streams[1]
+
+
+def test_a_factory_taking_keyword_arguments_gets_mlps_sizes() -> None:
+    X, y = blobs()
+    seen: list[dict[str, Any]] = []
+
+    def net(n_in: int, n_out: int, **options: Any) -> nn.Module:
+        seen.append(options)
+        return nn.Sequential(nn.Linear(n_in, options["hidden_layer_sizes"][0]), nn.ReLU(),
+                             nn.Linear(options["hidden_layer_sizes"][0], n_out))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        TorchClassifier(module=net, hidden_layer_sizes=(8,), activation="tanh", **CUSTOM).fit(X, y)
+        TorchClassifier(module=net, **CUSTOM).set_params(module__hidden_layer_sizes=(6,)).fit(X, y)
+    assert seen == [{"hidden_layer_sizes": (8,), "activation": "tanh"}, {"hidden_layer_sizes": (6,), "activation": "relu"}]
+
+
 # --- threads: one for small steps, in the fitting thread only ------------------------------------
 
 
