@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import enum
 import functools
 import inspect
 import itertools
@@ -184,7 +185,7 @@ class _TorchEstimator(BaseEstimator):
 
     def fit(self: _Estimator, X: Any, y: Any, sample_weight: Any = None) -> _Estimator:
         """Train the network on ``X`` (n_samples, n_features) and ``y``; returns ``self``."""
-        return self._fit(X, y, sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight, partial=False)
 
     def _has_partial_fit(self) -> bool:
         return self.solver != "lbfgs"  # as in MLP: L-BFGS needs the full batch
@@ -236,75 +237,84 @@ class _TorchEstimator(BaseEstimator):
         return params
 
     def __getstate__(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().__getstate__()
-        if "module_" in state:  # pickles are device-free: a CUDA-trained model loads without a GPU
-            state["module_"], state["_optimizer"] = _to_cpu(state["module_"], state["_optimizer"])
+        """What pickle, joblib and skops save: parameters and fitted attributes as plain data (NumPy
+        arrays, numbers, strings, lists, dicts), on no device; the estimator itself is left as it is."""
+        state = dict(super().__getstate__())  # a copy: Python 3.11's default returns the live __dict__
+        if "module_" in state:
+            state.update(_plain_state(state))
         return state
 
-    # The fit story: validate -> seed -> build -> train -> record.
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Load what __getstate__ saved, checked: a state that does not describe a model of this
+        estimator is a ValueError naming what is wrong. The network loads onto the CPU."""
+        state = dict(state)
+        if any(name in state for name in _FITTED):
+            state.update(_live_state(self, state))
+            del state["_state_format"]
+        super().__setstate__(state)
 
-    def _fit(
-        self: _Estimator,
-        X: Any,
-        y: Any,
-        sample_weight: Any,
-        *,
-        incremental: bool,
-        classes: Any = None,
-    ) -> _Estimator:
-        before = dict(vars(self))
-        try:
-            # Training needs autograd, also inside a caller's no_grad() or inference_mode() block.
-            with torch.inference_mode(False), torch.enable_grad():
-                return self._fit_or_raise(X, y, sample_weight, incremental=incremental, classes=classes)
-        except BaseException:
-            # A failed fit leaves every attribute as it was (validate_data resets n_features_in_ early);
-            # module_ and the optimizer were never touched: training ran on copies (see _resume).
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+    # The fit story: check -> validate -> seed -> build or continue -> hold out -> train -> record.
 
-    def _fit_or_raise(
-        self: _Estimator, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any
-    ) -> _Estimator:
-        keep = self._check_params(incremental)
-        X_, y_, device = _validate_X_y(self, X, y, reset=not keep)
+    def _fit(self: _Estimator, X: Any, y: Any, sample_weight: Any, *, partial: bool, classes: Any = None) -> _Estimator:
+        # Training needs autograd, also inside a caller's no_grad() or inference_mode() block.
+        with torch.inference_mode(False), torch.enable_grad():
+            fitted = self._train(X, y, sample_weight, partial=partial, classes=classes)
+        # Fit's one write: everything it computed, at once; a call that raised has written nothing.
+        if isinstance(self.random_state, np.random.RandomState):  # as MLP: each call that succeeds
+            self.random_state.set_state(fitted["_rng"].get_state())  # advances a RandomState passed in
+        for name in ("feature_names_in_", "classes_", *_FITTED):
+            self.__dict__.pop(name, None)
+        self.__dict__.update(fitted)
+        return self
+
+    def _train(self, X: Any, y: Any, sample_weight: Any, *, partial: bool, classes: Any) -> dict[str, Any]:
+        """Train a network on ``X`` and ``y``; return the fitted attributes, changing nothing."""
+        start = self._check_params(partial)
+        X_, y_, device, seen = _validate_X_y(self, X, y, reset=not start.continues)
         # The network's dtype is X's, as in MLP (L-BFGS ends in float64: see _Training.lbfgs); targets and
         # weights follow it. Continued training casts X to the network's dtype, a batch at a time.
-        dtype = numpy_dtype(next(self.module_.parameters()).dtype) if keep else X_.dtype
+        dtype = numpy_dtype(next(self.module_.parameters()).dtype) if start.continues else X_.dtype
         w = _check_weights(sample_weight, X_.shape[0], dtype)
-        Y, self.out_activation_ = self._encode_targets(
-            y_, dtype, keep=keep, incremental=incremental, classes=classes
-        )
-        self.n_outputs_ = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
-        w = self._weigh_classes(w, y_, dtype)
+        Y, targets = self._encode_targets(y_, dtype, start, classes)
+        w = self._weigh_classes(w, y_, dtype, targets.get("classes_"))
+        # The model as fit will record it, for the steps below that read it: a view, so that nothing is
+        # written on the estimator before training succeeds.
+        model = _view(self, **seen, **targets)
         # MLP's random stream: the same random_state draws the same initial weights and shuffles. Each
         # call draws from a copy (of the caller's RandomState, as MLP draws from it, else of the fitted
         # stream), so a failed call leaves both as they were.
         instance = isinstance(self.random_state, np.random.RandomState)
-        rng = copy.deepcopy(self._rng) if keep and not instance else _random_state(self.random_state)
+        rng = copy.deepcopy(self._rng) if start.continues and not instance else _random_state(self.random_state)
         cuda = [device] if device.type == "cuda" else []
         with _private_global_rng(self.module is not None, cuda):
-            module = _resume(self, device, cuda) if keep else _build_module(self, X_, device, rng, cuda)
-            X_, Y, w, val = _hold_out(self, X_, Y, y_, w, rng, keep=keep)
+            if start.continues:
+                module = _resume(model, device, cuda)
+            else:
+                module = _build_module(model, X_, device, rng, cuda)
+            split = model._split_state if start.continues else None
+            X_, Y, w, val, split = _hold_out(model, X_, Y, y_, w, rng, split)
             data = _rows(X_, Y, w, device, torch_dtype(dtype))
-            if self.module is not None and not keep:  # a dry run, which also sizes lazy layers
-                _check_outputs(self, module, data)
-            optimizer = self._make_optimizer(module, device, resume=keep and incremental)
-            training = _Training(self, module, optimizer, data, val)
+            if self.module is not None and not start.continues:  # a dry run, which also sizes lazy layers
+                _check_outputs(model, module, data)
+            optimizer = self._make_optimizer(module, device, resume=start is _Start.PARTIAL)
+            training = _Training(model, module, optimizer, data, val)
             if val is not None and self.scoring not in (None, "loss"):
                 training.check_scorer()
             with _threads_for(training.step_rows() * sum(p.numel() for p in module.parameters())):
-                record = training.run(rng, incremental=incremental, keep=keep)
+                trained = training.run(rng, _continued(model, start, val is not None))
             global_states = _global_rng_states(cuda) if self.module is not None else None
         module.eval()  # predict is pure: it relies on eval mode and never toggles it
-        self.module_, self._optimizer, self._shape = module, optimizer, _shape_params(self)
-        self._rng, self._global_rng_states = rng, global_states
-        if instance:
-            self.random_state.set_state(rng.get_state())  # as in MLP: every call advances it
-        for name, value in record.items():
-            setattr(self, name, value)
-        return self
+        return {
+            **seen,
+            **targets,
+            **trained,
+            "module_": module,
+            "_optimizer": optimizer,
+            "_shape": _shape_params(self),
+            "_rng": rng,
+            "_split_state": split,
+            "_global_rng_states": global_states,
+        }
 
     def _make_optimizer(self, module: nn.Module, device: torch.device, *, resume: bool) -> _Optimizer | None:
         """The optimizer for ``module``: as in MLP, partial_fit continues the fitted one (a copy of it)
@@ -325,17 +335,20 @@ class _TorchEstimator(BaseEstimator):
 
     # Hooks: what each estimator fills in.
 
-    def _check_params(self, incremental: bool) -> bool:
-        """Raise on a bad parameter; return whether training continues from the fitted module."""
-        return _check_parameters(self, incremental)
+    def _check_params(self, partial: bool) -> _Start:
+        """Raise on a bad parameter; return how this call starts (``partial``: from partial_fit)."""
+        return _check_parameters(self, partial)
 
     def _encode_targets(
-        self, y: NDArray, dtype: np.dtype[Any], *, keep: bool, incremental: bool, classes: Any
-    ) -> tuple[NDArray, str]:
-        """Targets as the loss takes them, and the output activation's name."""
+        self, y: NDArray, dtype: np.dtype[Any], start: _Start, classes: Any
+    ) -> tuple[NDArray, dict[str, Any]]:
+        """Targets as the loss takes them, and what fit records of them: ``n_outputs_``,
+        ``out_activation_`` (the output activation's name) and the classifier's ``classes_``."""
         raise NotImplementedError
 
-    def _weigh_classes(self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any]) -> NDArray | None:
+    def _weigh_classes(
+        self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any], classes: NDArray | None
+    ) -> NDArray | None:
         """The sample weights times the class weights (the classifier's class_weight)."""
         return w
 
@@ -356,6 +369,36 @@ class _TorchEstimator(BaseEstimator):
     ) -> float:
         """The validation score early stopping watches: accuracy or R^2."""
         raise NotImplementedError
+
+
+class _Start(enum.Enum):
+    """The four ways a call starts training."""
+
+    FIT = "fit: a new network, up to max_iter epochs"
+    WARM = "fit with warm_start, fitted: the fitted network, classes and split go on, a new optimizer"
+    FIRST_PARTIAL = "partial_fit, unfitted: a new network, one epoch"
+    PARTIAL = "partial_fit, fitted: the fitted network, optimizer and counts go on, one epoch"
+
+    @property
+    def continues(self) -> bool:
+        """Whether training goes on from the fitted model."""
+        return self in (_Start.WARM, _Start.PARTIAL)
+
+
+# What fit records, all at once (see _fit), besides feature_names_in_ (for X with column names) and
+# the classifier's classes_: the fitted state, which __getstate__ saves as plain data.
+_FITTED = tuple(
+    """n_features_in_ n_outputs_ out_activation_ module_ loss_ loss_curve_ best_loss_ validation_scores_
+    best_validation_score_ n_iter_ t_ _no_improvement_count _optimizer _shape _rng _split_state
+    _global_rng_states _sparse_y _fit_library""".split()
+)
+
+
+def _view(est: _Estimator, **fitted: Any) -> _Estimator:
+    """A shallow view of ``est`` with ``fitted`` in place of its attributes, which it leaves alone."""
+    view = type(est).__new__(type(est))
+    view.__dict__.update(vars(est), **fitted)
+    return view
 
 
 # --- 2. the estimators ------------------------------------------------------------------------------
@@ -445,11 +488,11 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
             and type_of_target(_host(y)) != "multilabel-indicator"
         ):
             raise ValueError("the first call to partial_fit needs classes=, every label y may ever hold")
-        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, partial=True, classes=classes)
 
     def _encode_targets(
-        self, y: NDArray, dtype: np.dtype[Any], *, keep: bool, incremental: bool, classes: Any
-    ) -> tuple[NDArray, str]:
+        self, y: NDArray, dtype: np.dtype[Any], start: _Start, classes: Any
+    ) -> tuple[NDArray, dict[str, Any]]:
         check_classification_targets(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -459,7 +502,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
                 f"sample or a multilabel indicator matrix of 0s and 1s (for several multiclass outputs, "
                 f"wrap it in sklearn.multioutput.MultiOutputClassifier)"
             )
-        multilabel = y.ndim == 2
+        multilabel, keep = y.ndim == 2, start.continues
         if keep and multilabel != (self.out_activation_ == "logistic" and self.n_outputs_ > 1):
             fitted, now = ("multilabel", "single-label") if not multilabel else ("single-label", "multilabel")
             raise ValueError(
@@ -474,25 +517,27 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
             )
         known = self.classes_ if keep else found if given is None else given
         unknown = np.setdiff1d(found, known)
-        if unknown.size or keep and not incremental and not np.array_equal(found, known):
+        if unknown.size or start is _Start.WARM and not np.array_equal(found, known):
             raise ValueError(
                 f"y has the labels {found}, but the model's classes are {known}; warm_start and "
                 f"partial_fit keep the classes of the first fit (pass every label as classes=)"
             )
-        self.classes_ = known
         if multilabel:
-            return y.astype(dtype), "logistic"
-        if len(known) <= 2:  # one logistic output, as in MLP; with a single class its target is always 1
-            return (y == known[-1]).astype(dtype)[:, None], "logistic"
-        return np.searchsorted(known, y), "softmax"
+            Y, activation = y.astype(dtype), "logistic"
+        elif len(known) <= 2:  # one logistic output, as in MLP; with a single class its target is always 1
+            Y, activation = (y == known[-1]).astype(dtype)[:, None], "logistic"
+        else:
+            Y, activation = np.searchsorted(known, y), "softmax"
+        n_outputs = Y.shape[1] if Y.ndim == 2 else len(known)
+        return Y, {"classes_": known, "out_activation_": activation, "n_outputs_": n_outputs}
 
-    def _check_params(self, incremental: bool) -> bool:
-        keep = super()._check_params(incremental)
+    def _check_params(self, partial: bool) -> _Start:
+        start = super()._check_params(partial)
         cw = self.class_weight
         if isinstance(cw, str):
             if cw != "balanced":
                 raise ValueError(f"class_weight={cw!r}: the only string it takes is 'balanced'")
-            if incremental:
+            if partial:
                 raise ValueError(
                     "class_weight='balanced' needs every label's frequency, which one partial_fit batch "
                     "does not have: pass a dict, e.g. dict(zip(classes, sklearn.utils.class_weight."
@@ -504,24 +549,25 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
                 raise ValueError(f"class_weight factors must be finite numbers >= 0; got {bad}")
         elif cw is not None:
             raise TypeError(f"class_weight must be None, 'balanced' or a dict {{label: factor}}, got {cw!r}")
-        return keep
+        return start
 
-    def _weigh_classes(self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any]) -> NDArray | None:
+    def _weigh_classes(
+        self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any], classes: NDArray | None
+    ) -> NDArray | None:
         if self.class_weight is None:
             return w
+        classes = cast(NDArray, classes)
         if y.ndim == 2:
             raise ValueError("class_weight needs one label per sample; with multilabel y, pass sample_weight")
         cw = self.class_weight
         if isinstance(cw, dict):
-            unknown = [k for k in cw if k not in set(self.classes_.tolist())]
+            unknown = [k for k in cw if k not in set(classes.tolist())]
             if unknown:
-                raise ValueError(
-                    f"class_weight names labels {unknown} that are not among the classes {self.classes_}"
-                )
-            factors = np.array([cw.get(c, 1.0) for c in self.classes_.tolist()])
+                raise ValueError(f"class_weight names labels {unknown} that are not among the classes {classes}")
+            factors = np.array([cw.get(c, 1.0) for c in classes.tolist()])
         else:  # 'balanced': n_samples / (n_classes * count), as compute_class_weight defines it
-            factors = compute_class_weight("balanced", classes=self.classes_, y=y)
-        per_sample: NDArray = factors[np.searchsorted(self.classes_, y)].astype(dtype)
+            factors = compute_class_weight("balanced", classes=classes, y=y)
+        per_sample: NDArray = factors[np.searchsorted(classes, y)].astype(dtype)
         weighted = per_sample if w is None else w * per_sample
         if not weighted.any():
             raise ValueError("every sample weighs 0 once class_weight is applied; raise some factors")
@@ -695,17 +741,18 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
     @available_if(_TorchEstimator._has_partial_fit)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> TorchRegressor:
         """One epoch over ``X``, ``y``, continuing from the current weights."""
-        return self._fit(X, y, sample_weight, incremental=True)
+        return self._fit(X, y, sample_weight, partial=True)
 
     def _encode_targets(
-        self, y: NDArray, dtype: np.dtype[Any], *, keep: bool, incremental: bool, classes: Any
-    ) -> tuple[NDArray, str]:
+        self, y: NDArray, dtype: np.dtype[Any], start: _Start, classes: Any
+    ) -> tuple[NDArray, dict[str, Any]]:
         if self.loss == "poisson" and (y < 0).any():
             raise ValueError(f"loss='poisson' needs y >= 0; the smallest target is {y.min()}")
         Y = y.reshape(len(y), -1).astype(dtype, copy=False)  # (n_samples, n_outputs)
-        if keep and Y.shape[1] != self.n_outputs_:
+        if start.continues and Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs; the fitted model has {self.n_outputs_}")
-        return Y, "exp" if self.loss == "poisson" else "identity"
+        activation = "exp" if self.loss == "poisson" else "identity"
+        return Y, {"out_activation_": activation, "n_outputs_": Y.shape[1]}
 
     def _losses(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.loss == "poisson":  # MLP's Poisson deviance / 2, raw being the log-mean
@@ -771,8 +818,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _check_parameters(est: _TorchEstimator, incremental: bool) -> bool:
-    """Raise on a bad parameter of ``est``; return whether training continues from the fitted module."""
+def _check_parameters(est: _TorchEstimator, partial: bool) -> _Start:
+    """Raise on a bad parameter of ``est``; return how this call (``partial``: partial_fit's) starts."""
     for name, (kind, ok, want) in _NUMBERS.items():
         value: Any = getattr(est, name)
         if isinstance(value, bool) or not isinstance(value, kind):
@@ -799,17 +846,20 @@ def _check_parameters(est: _TorchEstimator, incremental: bool) -> bool:
         if not (isinstance(est.scoring, str) or callable(est.scoring)):
             raise TypeError(f"scoring must be None, 'loss', a scorer name or a callable, got {est.scoring!r}")
         check_scoring(est, scoring=est.scoring)  # an unknown name is a ValueError naming it
-    if incremental and est.early_stopping:
+    if partial and est.early_stopping:
         raise ValueError(
             "partial_fit has no validation split to stop on: set early_stopping=False, or call fit"
         )
-    keep = (incremental or est.warm_start) and hasattr(est, "module_")
-    if keep and est._shape != _shape_params(est):
+    fitted = hasattr(est, "module_")
+    start = _Start.PARTIAL if partial and fitted else _Start.FIRST_PARTIAL if partial else _Start.FIT
+    if est.warm_start and fitted and not partial:
+        start = _Start.WARM
+    if start.continues and est._shape != _shape_params(est):
         raise ValueError(
             f"the fitted network was built from {est._shape}, now {_shape_params(est)}; "
             f"warm_start and partial_fit cannot change its shape: set warm_start=False to refit"
         )
-    return keep
+    return start
 
 
 def _check_shape_params(est: _TorchEstimator) -> None:
@@ -901,11 +951,16 @@ def _check_random_state(random_state: Any) -> None:
 # --- 4. data: validation, sample weights, the hold-out split, batches -------------------------------
 
 
-def _validate_X_y(est: _TorchEstimator, X: Any, y: Any, *, reset: bool) -> tuple[Any, NDArray, torch.device]:
+def _validate_X_y(
+    est: _TorchEstimator, X: Any, y: Any, *, reset: bool
+) -> tuple[Any, NDArray, torch.device, dict[str, Any]]:
+    """X and y as training reads them, the device to train on, and what fit records of the data."""
     device = _resolve_device(est, X)
+    library = _library(X)  # where X lives: predict under dispatch insists on it (_check_library)
     X, y = _host(X), _host(y)
+    seen = _view(est) if reset else est  # validate_data records n_features_in_ (and names) on it
     X_, y_ = validate_data(
-        est,
+        seen,
         X,
         y,
         reset=reset,
@@ -914,15 +969,15 @@ def _validate_X_y(est: _TorchEstimator, X: Any, y: Any, *, reset: bool) -> tuple
         multi_output=True,
         y_numeric=not is_classifier(est),
     )
+    names = {k: v for k, v in vars(seen).items() if k in ("n_features_in_", "feature_names_in_")}
     # A sparse y (MultiLabelBinarizer(sparse_output=True)) is densified, as MLP does; the
     # classifier then predicts a sparse indicator matrix, as MLP does.
-    est._sparse_y = scipy.sparse.issparse(y_)
-    return _canonical(X_), y_.toarray() if est._sparse_y else y_, device
+    sparse_y = scipy.sparse.issparse(y_)
+    fitted = {**names, "_sparse_y": sparse_y, "_fit_library": library}
+    return _canonical(X_), y_.toarray() if sparse_y else y_, device, fitted
 
 
 def _resolve_device(est: _TorchEstimator, X: Any) -> torch.device:
-    # Where X lives: predict under dispatch insists on it (_check_library).
-    est._fit_library = _library(X)
     if est.device is None:
         return X.device if isinstance(X, torch.Tensor) and not X.is_cpu else torch.device("cpu")
     if not isinstance(est.device, (str, int, torch.device)) or isinstance(est.device, bool):
@@ -960,43 +1015,41 @@ def _hold_out(
     y: NDArray,
     w: NDArray | None,
     rng: np.random.RandomState,
-    *,
-    keep: bool,
-) -> tuple[Any, NDArray, NDArray | None, _Held | None]:
-    """The training part ``(X, Y, w)`` and, with early stopping, the validation part of the data.
+    split: dict[str, Any] | None,
+) -> tuple[Any, NDArray, NDArray | None, _Held | None, dict[str, Any] | None]:
+    """The training part ``(X, Y, w)`` and, with early stopping, the validation part of the data, and
+    the state of the random stream the split drew from.
 
-    As in MLP, L-BFGS trains on all of it, and the split takes MLP's draws from the random stream.
-    The stream's state before the split is kept, so warm-started fits validate on the same rows
-    (given the same data).
+    As in MLP, L-BFGS trains on all of it, and the first split takes MLP's draws from the random stream.
+    Its state before the split (``split``, once fitted) is kept, so warm-started fits validate on the
+    same rows (given the same data).
     """
-    if not keep:
-        est._split_state = None
     if not est.early_stopping or est.solver == "lbfgs":
-        return X, Y, w, None
+        return X, Y, w, None, split
     if est.validation_fraction == 0:
         raise ValueError(
             "early_stopping needs a validation split, and validation_fraction=0 holds out none: "
             "set validation_fraction in (0, 1), e.g. 0.1, or early_stopping=False"
         )
-    if est._split_state is None:  # the first fit that splits: MLP's draws, remembered
-        est._split_state = rng.get_state(legacy=False)
+    if split is None:  # the first fit that splits: MLP's draws, remembered
+        split = rng.get_state(legacy=False)
         splitter = rng
     else:
         splitter = np.random.RandomState()
-        splitter.set_state(est._split_state)
+        splitter.set_state(split)
     stratify = y if is_classifier(est) and est.n_outputs_ == 1 else None  # as MLP: binary only
     parts = [X, Y, y] + ([] if w is None else [w])
-    split = train_test_split(
+    halves = train_test_split(
         *parts, test_size=float(est.validation_fraction), random_state=splitter, stratify=stratify
     )
-    X_tr, X_val, Y_tr, Y_val, _, y_val = split[:6]
+    X_tr, X_val, Y_tr, Y_val, _, y_val = halves[:6]
     if X_val.shape[0] < 2:
         raise ValueError(
             f"early stopping needs at least 2 validation samples; validation_fraction="
             f"{est.validation_fraction} of {X.shape[0]} samples leaves {X_val.shape[0]}: raise "
             f"validation_fraction, add data, or set early_stopping=False"
         )
-    w_tr, w_val = (split[6], split[7]) if w is not None else (None, None)
+    w_tr, w_val = (halves[6], halves[7]) if w is not None else (None, None)
     for part, weights in (("training", w_tr), ("validation", w_val)):
         if weights is not None and not weights.any():
             raise ValueError(
@@ -1004,7 +1057,7 @@ def _hold_out(
                 f"(validation_fraction={est.validation_fraction}): weigh more samples, or set "
                 f"early_stopping=False"
             )
-    return X_tr, Y_tr, w_tr, _Held(X_val, y_val, Y_val, w_val)
+    return X_tr, Y_tr, w_tr, _Held(X_val, y_val, Y_val, w_val), split
 
 
 class _Rows(NamedTuple):
@@ -1180,19 +1233,29 @@ def _build_module(
             )
         return module.to(device=device, dtype=dtype)
     sizes = [n_in, *_hidden_sizes(est), est.n_outputs_]
-    layers: list[nn.Module] = []
+    coefs, intercepts = [], []
     for fan_in, fan_out in itertools.pairwise(sizes):
         # MLP's Glorot-uniform initialisation: its draws, in its order, in float64 for every dtype.
         bound = ((2.0 if est.activation == "logistic" else 6.0) / (fan_in + fan_out)) ** 0.5
-        coef = rng.uniform(-bound, bound, (fan_in, fan_out))
-        intercept = rng.uniform(-bound, bound, fan_out)
+        coefs.append(rng.uniform(-bound, bound, (fan_in, fan_out)))
+        intercepts.append(rng.uniform(-bound, bound, fan_out))
+    return _mlp(coefs, intercepts, est.activation, dtype, device)
+
+
+def _mlp(
+    coefs: list[NDArray], intercepts: list[NDArray], activation: str, dtype: torch.dtype, device: torch.device
+) -> _MLP:
+    """The built-in network with MLP's weights ``coefs`` (fan_in, fan_out) and ``intercepts``."""
+    layers: list[nn.Module] = []
+    for coef, intercept in zip(coefs, intercepts, strict=True):
+        fan_in, fan_out = np.shape(coef)
         layer = nn.Linear(fan_in, fan_out, device="meta")
         # Stored as MLP stores coefs_, (fan_in, fan_out) row-major; nn.Linear's weight is its
         # transpose, so x @ weight.t() reads memory in order (a sparse batch's product is about 4x
         # faster than through a transposed copy, and the gradient needs no transposing copy).
         layer.weight = nn.Parameter(to_tensor(coef, dtype=dtype, device=device, copy=True).t())
         layer.bias = nn.Parameter(to_tensor(intercept, dtype=dtype, device=device, copy=True))
-        layers += [layer, _ACTIVATIONS[est.activation]()]
+        layers += [layer, _ACTIVATIONS[activation]()]
     return _MLP(*layers[:-1])  # no activation after the output layer
 
 
@@ -1291,6 +1354,25 @@ class _Optimizer:
                 velocities = cast(list[torch.Tensor | None], state[0])  # the type sgd() declares
                 sgd(params, grads, velocities, sparse, lr=self.learning_rate, **options)
 
+    def plain(self) -> dict[str, Any]:
+        """This optimizer as plain data: its settings, and its state copied to NumPy."""
+        state = [[to_numpy(t, copy=True) for t in tensors] for tensors in self.state]
+        return {"solver": self.solver, "learning_rate": self.learning_rate, "options": self.options, "state": state}
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any], params: list[torch.Tensor]) -> _Optimizer:
+        """The optimizer that ``plain`` describes, stepping ``params``; its state must fit them."""
+        optimizer = cls(plain["solver"], params, float(plain["learning_rate"]), **plain["options"])
+        state = [[to_tensor(a, copy=True) for a in arrays] for arrays in plain["state"]]
+        expected = [[(t.shape, t.dtype) for t in tensors] for tensors in optimizer.state]
+        if [[(t.shape, t.dtype) for t in tensors] for tensors in state] != expected:
+            raise ValueError(
+                f"the saved {plain['solver']} state does not fit the network's parameters: expected "
+                f"(shape, dtype) {expected}"
+            )
+        optimizer.state = state
+        return optimizer
+
     def copy_for(self, params: list[torch.Tensor], device: torch.device | str) -> _Optimizer:
         """A copy of this optimizer that steps ``params`` (copies of its parameters, in their order),
         its state copied to ``device``."""
@@ -1340,6 +1422,35 @@ class _Progress:
         }
 
 
+class _Continued(NamedTuple):
+    """Where training starts: MLP's bookkeeping, the epoch and sample counts (n_iter_, t_), whether the
+    call trains one epoch (partial_fit) or up to max_iter, and whether it goes on from a fitted model."""
+
+    progress: _Progress
+    n_iter: int
+    t: int
+    one_epoch: bool
+    continues: bool
+
+
+def _continued(est: _TorchEstimator, start: _Start, early_stopping: bool) -> _Continued:
+    """A new start, or under warm start and partial_fit the fitted model's bookkeeping, continued."""
+    one_epoch = start in (_Start.FIRST_PARTIAL, _Start.PARTIAL)
+    if not start.continues:
+        return _Continued(_Progress(early_stopping), 0, 0, one_epoch, False)
+    best_score = est.best_validation_score_
+    progress = _Progress(
+        early_stopping,
+        list(est.loss_curve_),
+        list(est.validation_scores_ or []) if early_stopping else [],
+        best_loss=np.inf if est.best_loss_ is None else est.best_loss_,
+        best_score=-np.inf if best_score is None or not early_stopping else best_score,
+        stalled=est._no_improvement_count,
+    )
+    # partial_fit counts epochs on; a fit counts its own
+    return _Continued(progress, est.n_iter_ if one_epoch else 0, est.t_, one_epoch, True)
+
+
 class _Losses(NamedTuple):
     """The losses of some rows, as ``_losses`` returns them ((n,), or (n, n_outputs)), and the rows'
     sample weights (n,), or None."""
@@ -1369,20 +1480,19 @@ class _Training:
     data: _Rows
     val: _Held | None
 
-    def run(self, rng: np.random.RandomState, *, incremental: bool, keep: bool) -> dict[str, Any]:
-        """Train the module in place; return the fitted attributes that describe the training."""
+    def run(self, rng: np.random.RandomState, continued: _Continued) -> dict[str, Any]:
+        """Train the module in place, on from ``continued``; return the fitted attributes that describe
+        the training."""
         est, module, optimizer, data, val = self.est, self.module, self.optimizer, self.data, self.val
         module.train()
         if optimizer is None:
             return self.lbfgs()
-        progress = self.progress(keep)
-        n_iter = est.n_iter_ if incremental and keep else 0  # partial_fit counts on; a fit counts itself
-        t = est.t_ if keep else 0
+        progress, n_iter, t, one_epoch, continues = continued
         # Under warm start the current weights are the best validated so far.
-        best = copy.deepcopy(module.state_dict()) if keep and val is not None else None
+        best = copy.deepcopy(module.state_dict()) if continues and val is not None else None
         first = n_iter
         try:
-            for _ in range(1 if incremental else est.max_iter):
+            for _ in range(1 if one_epoch else est.max_iter):
                 # MLP's draws; a fresh permutation each epoch, so that partial_fit repeats fit exactly.
                 order = rng.permutation(data.n) if est.shuffle else None
                 loss = self.epoch(optimizer, order)
@@ -1400,7 +1510,7 @@ class _Training:
                         break
                     progress.stalled = 0
             else:
-                if not incremental:
+                if not one_epoch:
                     _warn_not_converged(f"max_iter={est.max_iter} epochs ended training")
         except KeyboardInterrupt:
             # As MLP: Ctrl-C in a notebook ends training and keeps what it trained, epochs whole or
@@ -1419,21 +1529,6 @@ class _Training:
         if self.est.solver == "lbfgs":
             return min(_chunk_rows(self.module, self.data.X), self.data.n)
         return min(200 if self.est.batch_size == "auto" else int(self.est.batch_size), self.data.n)
-
-    def progress(self, keep: bool) -> _Progress:
-        """MLP's bookkeeping: new, or under warm start and partial_fit continued from the fitted one."""
-        est, early_stopping = self.est, self.val is not None
-        if not keep:
-            return _Progress(early_stopping)
-        best_score = est.best_validation_score_
-        return _Progress(
-            early_stopping,
-            list(est.loss_curve_),
-            list(est.validation_scores_ or []) if early_stopping else [],
-            best_loss=np.inf if est.best_loss_ is None else est.best_loss_,
-            best_score=-np.inf if best_score is None or not early_stopping else best_score,
-            stalled=est._no_improvement_count,
-        )
 
     def epoch(self, optimizer: _Optimizer, order: NDArray | None) -> float:
         """One pass over the rows (in ``order``, if given) in mini-batches, one step each; the epoch's
@@ -1783,14 +1878,112 @@ def _sparse(indicator: NDArray) -> Any:
     return (scipy.sparse.csr_array if sparray else scipy.sparse.csr_matrix)(indicator)
 
 
-def _to_cpu(module: nn.Module, optimizer: _Optimizer | None) -> tuple[nn.Module, _Optimizer | None]:
-    if all(p.is_cpu for p in module.parameters()):
-        return module, optimizer
-    module = copy.deepcopy(module).cpu()
-    return module, None if optimizer is None else optimizer.copy_for(list(module.parameters()), "cpu")
+# --- 8. the fitted state as plain data: what pickle, joblib and skops save -------------------------
+
+_FORMAT = 1  # the layout of what __getstate__ writes; __setstate__ refuses a newer one
 
 
-# --- 8. what fit leaves as it found it: random generators, threads, warnings ------------------------
+def _plain_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The live objects of a fitted estimator's ``state`` (the network, the optimizer, the random
+    streams) as plain data, copied to the host."""
+    optimizer, generators = state["_optimizer"], state["_global_rng_states"]
+    return {
+        "_state_format": _FORMAT,
+        "module_": _plain_network(state["module_"], state["_shape"]),
+        "_optimizer": None if optimizer is None else optimizer.plain(),
+        "_rng": state["_rng"].get_state(legacy=False),
+        "_global_rng_states": None if generators is None else [to_numpy(g, copy=True) for g in generators],
+    }
+
+
+def _plain_network(module: nn.Module, shape: dict[str, Any]) -> dict[str, Any]:
+    """The built-in MLP as its activation's name and MLP's coefs_ and intercepts_; a custom module as
+    its state_dict (parameters and persistent buffers) in NumPy."""
+    if shape["module"] is None:
+        layers = [layer for layer in module.modules() if isinstance(layer, nn.Linear)]
+        return {
+            "activation": shape["activation"],
+            "coefs": [to_numpy(layer.weight.t(), copy=True) for layer in layers],
+            "intercepts": [to_numpy(layer.bias, copy=True) for layer in layers],
+        }
+    arrays = {}
+    for name, tensor in module.state_dict().items():
+        try:
+            arrays[name] = to_numpy(tensor, copy=True)
+        except TypeError as err:  # bfloat16 and other dtypes NumPy lacks
+            raise TypeError(f"module_'s {name!r} cannot be saved as plain data: {err}") from err
+    return {"state_dict": arrays}
+
+
+def _live_state(est: _TorchEstimator, state: dict[str, Any]) -> dict[str, Any]:
+    """What _plain_state made of a fitted estimator, live again (the network on the CPU, in eval mode),
+    once checked against the rest of ``state``."""
+    version = state.get("_state_format")
+    if not isinstance(version, int) or not 1 <= version <= _FORMAT:
+        raise ValueError(
+            f"the saved state has format {version!r}, and this estimators.py reads formats 1 to {_FORMAT}: "
+            f"load it with the copy of estimators.py that saved it"
+        )
+    required = [*_FITTED, *(["classes_"] if is_classifier(est) else [])]
+    missing = [name for name in required if name not in state]
+    if missing:
+        raise ValueError(f"the saved state lacks {missing}: it was not saved from a fitted {type(est).__name__}")
+    try:
+        module = _live_network(state["module_"], state["_shape"], state["n_features_in_"], state["n_outputs_"])
+        plain, generators = state["_optimizer"], state["_global_rng_states"]
+        optimizer = None if plain is None else _Optimizer.from_plain(plain, list(module.parameters()))
+        rng = np.random.RandomState()
+        rng.set_state(state["_rng"])
+    except KeyError as err:
+        raise ValueError(f"the saved state lacks the key {err}") from err
+    generators = None if generators is None else [to_tensor(g, copy=True) for g in generators]
+    return {"module_": module.eval(), "_optimizer": optimizer, "_rng": rng, "_global_rng_states": generators}
+
+
+def _live_network(plain: dict[str, Any], shape: dict[str, Any], n_in: int, n_out: int) -> nn.Module:
+    """The network _plain_network saved, checked against the data's and targets' sizes."""
+    if shape["module"] is None:
+        activation, arrays = plain["activation"], [*plain["coefs"], *plain["intercepts"]]
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"the saved activation {activation!r} is not one of {tuple(_ACTIVATIONS)}")
+        sizes = [n_in, *shape["hidden_layer_sizes"], n_out]
+        expected = [*itertools.pairwise(sizes), *((size,) for size in sizes[1:])]
+        if [np.shape(a) for a in arrays] != expected:
+            raise ValueError(
+                f"the saved network's shapes {[np.shape(a) for a in arrays]} do not fit n_features_in_="
+                f"{n_in}, hidden_layer_sizes={shape['hidden_layer_sizes']} and n_outputs_={n_out}: "
+                f"expected {expected}"
+            )
+        tensors = [to_tensor(a) for a in arrays]
+    else:
+        module = _call_factory(shape, n_in, n_out)
+        tensors = [to_tensor(a, copy=True) for a in plain["state_dict"].values()]
+    dtypes = {t.dtype for t in tensors if t.is_floating_point() or t.is_complex()}
+    if len(dtypes) != 1 or not dtypes <= {torch.float32, torch.float64}:
+        raise ValueError(f"the saved network holds {sorted(map(str, dtypes))}; a fitted one is float32 or float64")
+    dtype, cpu = dtypes.pop(), torch.device("cpu")
+    if shape["module"] is None:
+        return _mlp(plain["coefs"], plain["intercepts"], activation, dtype, cpu)
+    try:
+        module.to(dtype=dtype).load_state_dict(dict(zip(plain["state_dict"], tensors, strict=True)))
+    except RuntimeError as err:  # missing or unexpected names, or shapes that differ
+        raise ValueError(f"the saved state does not fit the module its factory builds: {err}") from err
+    return module
+
+
+def _call_factory(shape: dict[str, Any], n_in: int, n_out: int) -> nn.Module:
+    """A new module from the factory and arguments ``shape`` records (see _shape_params), whose own
+    draws leave torch's generator as they found it: loading overwrites them."""
+    factory = shape["module"]
+    if isinstance(factory, tuple):  # a functools.partial, taken apart
+        func, args, keywords = factory
+        factory = functools.partial(func, *args, **keywords)
+    with _private_global_rng(True, []):
+        module: nn.Module = factory(n_in, n_out, **{k: v for k, v in shape.items() if k != "module"})
+    return module
+
+
+# --- 9. what fit leaves as it found it: random generators, threads, warnings ------------------------
 
 
 def _random_state(random_state: int | np.random.RandomState | None) -> np.random.RandomState:

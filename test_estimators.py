@@ -42,15 +42,20 @@ import functools
 import gc
 import io
 import itertools
+import os
 import pickle
+import re
+import subprocess
+import sys
 import threading
 import tracemalloc
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -64,6 +69,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import balanced_accuracy_score, get_scorer
 from sklearn.model_selection import GridSearchCV, ParameterGrid, cross_val_score, cross_validate
@@ -554,6 +560,249 @@ def test_tensor_input_is_accepted() -> None:
     X, y = blobs()
     clf = TorchClassifier(**TINY).fit(torch.from_numpy(X), torch.from_numpy(y))
     assert_array_equal(clf.predict(torch.from_numpy(X)), clf.predict(X))
+
+
+# --- saving and loading: the fitted state is plain data ------------------------------------------
+
+
+class Normed(nn.Module):
+    """A network with buffers (batch norm's running statistics) and dropout's draws."""
+
+    def __init__(self, n_features: int, n_outputs: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(n_features, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, n_outputs)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)  # type: ignore[no-any-return]
+
+
+def plain_leaves(value: Any, path: str = "state") -> Iterator[tuple[str, Any]]:
+    """Every leaf of a saved state, with its path: what is not a dict, a list or a tuple."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from plain_leaves(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from plain_leaves(item, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+SAVED: dict[str, tuple[Any, Callable[[], tuple[Any, Any]]]] = {  # estimator, data
+    "binary": (TorchClassifier(**TINY), lambda: blobs(n_classes=2)),
+    "multiclass": (TorchClassifier(**TINY), blobs),
+    "multilabel": (TorchClassifier(**TINY), lambda: (blobs()[0], (blobs()[0][:, :3] > 2).astype(int))),
+    "string labels": (TorchClassifier(**TINY), lambda: (blobs()[0], np.array(["a", "b", "c"])[blobs()[1]])),
+    "k outputs": (TorchRegressor(**TINY), lambda: regression(n_outputs=3)),
+    "float32": (TorchRegressor(**TINY), lambda: (regression()[0].astype(np.float32), regression()[1])),
+    "lbfgs": (TorchClassifier(**{**TINY, "solver": "lbfgs"}), blobs),
+    "sgd, early stopping": (TorchClassifier(**{**TINY, "solver": "sgd", "early_stopping": True}), blobs),
+    "sparse": (TorchClassifier(**TINY), lambda: (scipy.sparse.csr_matrix(blobs()[0]), blobs()[1])),
+    "custom module": (TorchRegressor(module=Residual, **CUSTOM), regression),
+    "buffers and dropout": (TorchClassifier(module=Normed, **CUSTOM), blobs),
+    "pipeline": (make_pipeline(StandardScaler(), PCA(3), TorchClassifier(**TINY)), blobs),
+}
+
+
+def fitted(case: str) -> tuple[Any, Any, Any]:
+    """A fitted copy of the case's estimator, and its data."""
+    est, data = SAVED[case]
+    X, y = data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return clone(est).fit(X, y), X, y
+
+
+def final(est: Any) -> Any:
+    """The torch estimator itself, or at the end of a pipeline."""
+    return est[-1] if isinstance(est, Pipeline) else est
+
+
+@pytest.mark.parametrize("case", list(SAVED))
+def test_the_saved_state_is_plain_data_and_saving_changes_nothing(case: str) -> None:
+    est, X, _ = fitted(case)
+    torch_est = final(est)
+    before = dict(vars(torch_est))
+    weights = [p.clone() for p in torch_est.module_.parameters()]
+    state = torch_est.__getstate__()
+    for path, leaf in plain_leaves(state):
+        if path.startswith(("state['module']", "state['_shape']['module']")):
+            continue  # the module factory: a parameter, the user's class or function
+        assert isinstance(leaf, (np.ndarray, np.generic, int, float, str, type(None))), (path, type(leaf))
+    pickle.dumps(est)
+    assert vars(torch_est).keys() == before.keys()
+    assert all(vars(torch_est)[k] is v for k, v in before.items())  # the live objects, untouched
+    assert all(torch.equal(p, w) for p, w in zip(torch_est.module_.parameters(), weights, strict=True))
+
+
+@pytest.mark.parametrize("case", list(SAVED))
+def test_skops_loads_what_it_saved_trusting_only_the_estimator_and_the_factory(case: str) -> None:
+    sio = pytest.importorskip("skops.io", reason="skops is in the test extra: pip install -e '.[test]'")
+    est, X, y = fitted(case)
+    data = sio.dumps(est)
+    factory = final(est).module
+    expected = {f"estimators.{type(final(est)).__name__}"} | (
+        set() if factory is None else {f"{factory.__module__}.{factory.__qualname__}"}
+    )
+    untrusted = sio.get_untrusted_types(data=data)
+    assert set(untrusted) == expected
+    loaded = sio.loads(data, trusted=untrusted)
+    assert_array_equal(outputs(loaded, X), outputs(est, X))
+    assert_array_equal(loaded.predict(X), est.predict(X))
+
+
+@quiet
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+@pytest.mark.parametrize("how", ["pickle", "skops"])
+def test_a_loaded_estimator_trains_on_exactly_as_the_original(solver: str, how: str) -> None:
+    sio = pytest.importorskip("skops.io", reason="skops is in the test extra: pip install -e '.[test]'")
+    X, y = blobs()
+    for module in (None, Normed):
+        est = TorchClassifier(solver=solver, module=module, warm_start=True, **CUSTOM).fit(X, y)
+        if how == "pickle":
+            loaded = pickle.loads(pickle.dumps(est))
+        else:
+            data = sio.dumps(est)
+            loaded = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+        assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+        for model in (est, loaded):
+            model.set_params(max_iter=3).fit(X, y)  # warm start: three more epochs (iterations)
+            if solver != "lbfgs":
+                for _ in range(3):
+                    model.partial_fit(X, y)
+        for a, b in zip(est.module_.parameters(), loaded.module_.parameters(), strict=True):
+            assert torch.equal(a, b)
+        assert est.loss_curve_ == loaded.loss_curve_ and est.t_ == loaded.t_
+
+
+SAVED_MODULE = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+
+    def forward(self, x):
+        return self.linear(x)
+"""
+
+IN_A_NEW_PROCESS = """
+import pickle, sys
+import numpy as np
+import skops.io as sio
+from numpy.testing import assert_array_equal
+
+X, y, expected, grown = np.load("data.npz", allow_pickle=False).values()
+for how in ("pickle", "skops"):
+    if how == "pickle":
+        with open("model.pkl", "rb") as f:
+            clf = pickle.load(f)
+    else:
+        clf = sio.load("model.skops", trusted=["estimators.TorchClassifier", "mynets.Net"])
+    assert_array_equal(clf.predict_proba(X), expected)
+    for _ in range(3):
+        clf.partial_fit(X, y)
+    assert_array_equal(clf.predict_proba(X), grown)
+print("ok")
+"""
+
+
+@quiet
+def test_a_model_saved_with_its_module_class_in_a_module_loads_in_a_new_process(tmp_path: Any) -> None:
+    sio = pytest.importorskip("skops.io", reason="skops is in the test extra: pip install -e '.[test]'")
+    (tmp_path / "mynets.py").write_text(SAVED_MODULE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import mynets  # type: ignore[import-not-found]  # written just above
+
+        X, y = blobs()
+        clf = TorchClassifier(module=mynets.Net, **CUSTOM).fit(X, y)
+        (tmp_path / "model.pkl").write_bytes(pickle.dumps(clf))
+        sio.dump(clf, tmp_path / "model.skops")
+        expected = clf.predict_proba(X)
+        for _ in range(3):
+            clf.partial_fit(X, y)
+        np.savez(tmp_path / "data.npz", X=X, y=y, expected=expected, grown=clf.predict_proba(X))
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("mynets", None)
+    here = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, str(tmp_path)])}
+    run = subprocess.run(
+        [sys.executable, "-c", IN_A_NEW_PROCESS], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def tampered(est: Any, change: Callable[[dict[str, Any]], None], how: str, monkeypatch: Any) -> bytes:
+    """``est`` saved (by pickle or skops) with ``change`` made to its saved state."""
+    state = est.__getstate__()
+    change(state)
+    monkeypatch.setattr(type(est), "__getstate__", lambda self: state)
+    try:
+        if how == "pickle":
+            return pickle.dumps(est)
+        sio = pytest.importorskip("skops.io", reason="skops is in the test extra")
+        return sio.dumps(est)  # type: ignore[no-any-return]
+    finally:
+        monkeypatch.undo()
+
+
+def load(data: bytes, how: str) -> Any:
+    if how == "pickle":
+        return pickle.loads(data)
+    sio = pytest.importorskip("skops.io", reason="skops is in the test extra")
+    return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+
+
+TAMPERED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "a layer of another width": (lambda s: s["module_"]["coefs"].__setitem__(0, s["module_"]["coefs"][0][:, :-1]), "shapes"),
+    "fewer features than n_features_in_": (lambda s: s.__setitem__("n_features_in_", 3), "n_features_in_=3"),
+    "more outputs than the network": (lambda s: s.__setitem__("n_outputs_", 4), "n_outputs_=4"),
+    "an unknown activation": (lambda s: s["module_"].__setitem__("activation", "swish"), "activation 'swish'"),
+    "float16 weights": (lambda s: s["module_"]["coefs"].__setitem__(0, s["module_"]["coefs"][0].astype(np.float16)), "float16"),
+    "mixed dtypes": (lambda s: s["module_"]["intercepts"].__setitem__(0, s["module_"]["intercepts"][0].astype(np.float32)), "float32 or float64"),
+    "a missing attribute": (lambda s: s.pop("loss_curve_"), "loss_curve_"),
+    "a missing key": (lambda s: s["module_"].pop("intercepts"), "intercepts"),
+    "a newer format": (lambda s: s.__setitem__("_state_format", 2), "format 2"),
+    "an optimizer state of another shape": (lambda s: s["_optimizer"]["state"][0].__setitem__(0, np.zeros(3)), "does not fit"),
+}
+
+
+@pytest.mark.parametrize("how", ["pickle", "skops"])
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_a_tampered_state_is_a_value_error_naming_what_is_wrong(case: str, how: str, monkeypatch: Any) -> None:
+    est, _, _ = fitted("multiclass")
+    change, match = TAMPERED[case]
+    data = tampered(est, change, how, monkeypatch)
+    with pytest.raises(ValueError, match=re.escape(match)):
+        load(data, how)
+
+
+@pytest.mark.parametrize("how", ["pickle", "skops"])
+def test_a_custom_modules_tampered_state_is_a_value_error(how: str, monkeypatch: Any) -> None:
+    est, _, _ = fitted("buffers and dropout")
+    changes: list[tuple[Callable[[dict[str, Any]], None], str]] = [
+        (lambda s: s["module_"]["state_dict"].pop("layers.1.running_mean"), "running_mean"),
+        (lambda s: s["module_"]["state_dict"].__setitem__("layers.0.weight", np.zeros((9, 4))), "size mismatch"),
+        (lambda s: s["module_"]["state_dict"].__setitem__("extra", np.zeros(2)), "extra"),
+        (lambda s: s.__setitem__("n_features_in_", 5), "size mismatch"),
+    ]
+    for change, match in changes:
+        with pytest.raises(ValueError, match=match):
+            load(tampered(est, change, how, monkeypatch), how)
+
+
+def test_tensors_numpy_cannot_hold_are_a_type_error_when_saving() -> None:
+    est, _, _ = fitted("custom module")
+    est.module_.register_buffer("scale", torch.ones(2, dtype=torch.bfloat16))
+    with pytest.raises(TypeError, match=r"'scale'.*bfloat16"):
+        pickle.dumps(est)
 
 
 # --- examples: MLP's behaviour, item by item ------------------------------------------------------
