@@ -2209,7 +2209,8 @@ def test_the_built_in_network_is_never_taken_for_a_softmax(start: str) -> None:
 
     def logit(Z: NDArray) -> NDArray:
         p = as_numpy(clf.predict_proba(Z))[:, 1]
-        return np.log(p / (1 - p))
+        odds: NDArray = p / (1 - p)
+        return np.log(odds)
 
     zero, x = logit(np.zeros((1, 4))), logit(X[:1])
     record = X[:1] * (1 - zero) / (x - zero)  # the network is affine: its raw output here is 1
