@@ -61,8 +61,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_clas
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, check_scoring, r2_score
 from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from threadpoolctl import ThreadpoolController
@@ -101,7 +103,18 @@ _Estimator = TypeVar("_Estimator", bound="_TorchEstimator")
 class _TorchEstimator(BaseEstimator):
     """What both estimators share: MLP's parameters, fit, and the hooks each estimator fills in."""
 
-    # Set by fit (trailing underscore), declared here for the type checker only.
+    # MLP's parameter constraints (the same from scikit-learn 1.6.1 to 1.9), and ours, in scikit-learn's
+    # private but long-standing form, which BaseEstimator._validate_params checks as for MLP (its
+    # test_check_param_validation passes); what they cannot say, _check_parameters does.
+    _parameter_constraints: dict[str, list[Any]] = {
+        **MLPClassifier._parameter_constraints,
+        "scoring": [None, str, callable],
+        "module": [None, callable],
+        "device": [None, str, Integral, torch.device],
+    }
+
+    # What fit records, all at once (see _fit, and _FITTED below), besides feature_names_in_ and the
+    # classifier's classes_: declared here for the type checker, saved as plain data by __getstate__.
     module_: nn.Module
     n_features_in_: int
     n_outputs_: int
@@ -119,63 +132,36 @@ class _TorchEstimator(BaseEstimator):
     _split_state: dict[str, Any] | None
     _global_rng_states: list[torch.Tensor] | None
     _shape: dict[str, Any]
+    _sparse_y: bool  # y was a sparse indicator matrix: predict returns one
+    _fit_library: tuple[str, str] | None  # the array library and device of X, under array API dispatch
 
-    def __init__(
-        self,
-        hidden_layer_sizes: int | Sequence[int] = (100,),
-        activation: str = "relu",
-        *,
-        solver: str = "adam",
-        alpha: float = 1e-4,
-        batch_size: int | str = "auto",
-        learning_rate: str = "constant",
-        learning_rate_init: float = 1e-3,
-        power_t: float = 0.5,
-        max_iter: int = 200,
-        shuffle: bool = True,
-        random_state: int | np.random.RandomState | None = None,
-        tol: float = 1e-4,
-        verbose: bool | int = False,
-        warm_start: bool = False,
-        momentum: float = 0.9,
-        nesterovs_momentum: bool = True,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        n_iter_no_change: int | float = 10,
-        max_fun: int = 15000,
-        scoring: str | Callable[..., float] | None = None,
-        module: ModuleFactory | None = None,
-        device: Device = None,
-    ) -> None:
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.scoring = scoring
-        self.module = module
-        self.device = device
+    # The parameters, MLP's and ours, which each estimator's __init__ stores (see there).
+    hidden_layer_sizes: int | Sequence[int]
+    activation: str
+    solver: str
+    alpha: float
+    batch_size: int | str
+    learning_rate: str
+    learning_rate_init: float
+    power_t: float
+    max_iter: int
+    shuffle: bool
+    random_state: int | np.random.RandomState | None
+    tol: float
+    verbose: bool | int
+    warm_start: bool
+    momentum: float
+    nesterovs_momentum: bool
+    early_stopping: bool
+    validation_fraction: float
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    n_iter_no_change: int | float
+    max_fun: int
+    scoring: str | Callable[..., float] | None
+    module: ModuleFactory | None
+    device: Device
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -301,7 +287,7 @@ class _TorchEstimator(BaseEstimator):
             if val is not None and self.scoring not in (None, "loss"):
                 training.check_scorer()
             with _threads_for(training.step_rows() * sum(p.numel() for p in module.parameters())):
-                trained = training.run(rng, _continued(model, start, val is not None))
+                trained = training.run(rng, start, _Progress.of(model, start, val is not None))
             global_states = _global_rng_states(cuda) if self.module is not None else None
         module.eval()  # predict is pure: it relies on eval mode and never toggles it
         return {
@@ -385,12 +371,12 @@ class _Start(enum.Enum):
         return self in (_Start.WARM, _Start.PARTIAL)
 
 
-# What fit records, all at once (see _fit), besides feature_names_in_ (for X with column names) and
-# the classifier's classes_: the fitted state, which __getstate__ saves as plain data.
+# The names of what fit records: the attributes _TorchEstimator declares for it, named with scikit-learn's
+# trailing underscore, or a leading one where private.
 _FITTED = tuple(
-    """n_features_in_ n_outputs_ out_activation_ module_ loss_ loss_curve_ best_loss_ validation_scores_
-    best_validation_score_ n_iter_ t_ _no_improvement_count _optimizer _shape _rng _split_state
-    _global_rng_states _sparse_y _fit_library""".split()
+    name
+    for name in _TorchEstimator.__annotations__
+    if name.endswith("_") or name.startswith("_") and name != "_parameter_constraints"
 )
 
 
@@ -412,6 +398,10 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     """
 
     classes_: NDArray
+    _parameter_constraints = {
+        **_TorchEstimator._parameter_constraints,
+        "class_weight": [None, dict, StrOptions({"balanced"})],
+    }
 
     def __init__(
         self,
@@ -444,34 +434,32 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         device: Device = None,
         class_weight: dict[Any, float] | str | None = None,
     ) -> None:
-        super().__init__(
-            hidden_layer_sizes,
-            activation,
-            solver=solver,
-            alpha=alpha,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init,
-            power_t=power_t,
-            max_iter=max_iter,
-            shuffle=shuffle,
-            random_state=random_state,
-            tol=tol,
-            verbose=verbose,
-            warm_start=warm_start,
-            momentum=momentum,
-            nesterovs_momentum=nesterovs_momentum,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun,
-            scoring=scoring,
-            module=module,
-            device=device,
-        )
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.scoring = scoring
+        self.module = module
+        self.device = device
         self.class_weight = class_weight
 
     def __sklearn_tags__(self) -> Any:
@@ -482,12 +470,6 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     @available_if(_TorchEstimator._has_partial_fit)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> TorchClassifier:
         """One epoch over ``X``, ``y``; ``classes`` (all labels) is required on the first call."""
-        if (
-            not hasattr(self, "module_")
-            and classes is None
-            and type_of_target(_host(y)) != "multilabel-indicator"
-        ):
-            raise ValueError("the first call to partial_fit needs classes=, every label y may ever hold")
         return self._fit(X, y, sample_weight, partial=True, classes=classes)
 
     def _encode_targets(
@@ -503,6 +485,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
                 f"wrap it in sklearn.multioutput.MultiOutputClassifier)"
             )
         multilabel, keep = y.ndim == 2, start.continues
+        if start is _Start.FIRST_PARTIAL and classes is None and not multilabel:
+            raise ValueError("the first call to partial_fit needs classes=, every label y may ever hold")
         if keep and multilabel != (self.out_activation_ == "logistic" and self.n_outputs_ > 1):
             fitted, now = ("multilabel", "single-label") if not multilabel else ("single-label", "multilabel")
             raise ValueError(
@@ -534,21 +518,16 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     def _check_params(self, partial: bool) -> _Start:
         start = super()._check_params(partial)
         cw = self.class_weight
-        if isinstance(cw, str):
-            if cw != "balanced":
-                raise ValueError(f"class_weight={cw!r}: the only string it takes is 'balanced'")
-            if partial:
-                raise ValueError(
-                    "class_weight='balanced' needs every label's frequency, which one partial_fit batch "
-                    "does not have: pass a dict, e.g. dict(zip(classes, sklearn.utils.class_weight."
-                    "compute_class_weight('balanced', classes=classes, y=y_all)))"
-                )
-        elif isinstance(cw, dict):
-            bad = {k: v for k, v in cw.items() if not isinstance(v, Real) or not 0 <= v < np.inf}
-            if bad:
-                raise ValueError(f"class_weight factors must be finite numbers >= 0; got {bad}")
-        elif cw is not None:
-            raise TypeError(f"class_weight must be None, 'balanced' or a dict {{label: factor}}, got {cw!r}")
+        if partial and cw == "balanced":
+            raise ValueError(
+                "class_weight='balanced' needs every label's frequency, which one partial_fit batch "
+                "does not have: pass a dict, e.g. dict(zip(classes, sklearn.utils.class_weight."
+                "compute_class_weight('balanced', classes=classes, y=y_all)))"
+            )
+        factors = cw.items() if isinstance(cw, dict) else []
+        bad = {k: v for k, v in factors if not isinstance(v, Real) or not 0 <= v < np.inf}
+        if bad:
+            raise ValueError(f"class_weight factors must be finite numbers >= 0; got {bad}")
         return start
 
     def _weigh_classes(
@@ -672,6 +651,11 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
     network from ``(n_features_in, n_outputs)`` and returns raw predictions (log-means for Poisson).
     """
 
+    _parameter_constraints = {
+        **_TorchEstimator._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
     def __init__(
         self,
         hidden_layer_sizes: int | Sequence[int] = (100,),
@@ -703,34 +687,32 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         module: ModuleFactory | None = None,
         device: Device = None,
     ) -> None:
-        super().__init__(
-            hidden_layer_sizes,
-            activation,
-            solver=solver,
-            alpha=alpha,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init,
-            power_t=power_t,
-            max_iter=max_iter,
-            shuffle=shuffle,
-            random_state=random_state,
-            tol=tol,
-            verbose=verbose,
-            warm_start=warm_start,
-            momentum=momentum,
-            nesterovs_momentum=nesterovs_momentum,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun,
-            scoring=scoring,
-            module=module,
-            device=device,
-        )
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.scoring = scoring
+        self.module = module
+        self.device = device
         self.loss = loss
 
     def __sklearn_tags__(self) -> Any:
@@ -791,60 +773,13 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
 }
-# MLP's numeric parameters: name -> (type, test, what is allowed).
-_NUMBERS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
-    "alpha": (Real, lambda v: v >= 0, ">= 0"),
-    "learning_rate_init": (Real, lambda v: v > 0, "> 0"),
-    "power_t": (Real, lambda v: v >= 0, ">= 0"),
-    "max_iter": (Integral, lambda v: v > 0, "> 0"),
-    "max_fun": (Integral, lambda v: v > 0, "> 0"),
-    "tol": (Real, lambda v: v >= 0, ">= 0"),
-    "momentum": (Real, lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "validation_fraction": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
-    "beta_1": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
-    "beta_2": (Real, lambda v: 0 <= v < 1, "in [0, 1)"),
-    "epsilon": (Real, lambda v: v > 0, "> 0"),
-    "n_iter_no_change": (
-        Real,
-        lambda v: v == np.inf or isinstance(v, Integral) and int(v) > 0,
-        "an int > 0 or np.inf",
-    ),
-}
-_FLAGS = ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping")
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "activation": tuple(_ACTIVATIONS),
-    "solver": ("adam", "sgd", "lbfgs"),
-    "learning_rate": ("constant", "invscaling", "adaptive"),
-}
 
 
 def _check_parameters(est: _TorchEstimator, partial: bool) -> _Start:
     """Raise on a bad parameter of ``est``; return how this call (``partial``: partial_fit's) starts."""
-    for name, (kind, ok, want) in _NUMBERS.items():
-        value: Any = getattr(est, name)
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise TypeError(f"{name} must be a number {want}, got {value!r}")
-        if not ok(value) or name != "n_iter_no_change" and not np.isfinite(cast(float, value)):
-            raise ValueError(f"{name} must be {want} and finite, got {value!r}")
-    for name in _FLAGS:
-        if not isinstance(getattr(est, name), (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {getattr(est, name)!r}")
-    if not isinstance(est.verbose, (bool, np.bool_, Integral)):
-        raise TypeError(f"verbose must be a bool or an int >= 0, got {est.verbose!r}")
-    if est.verbose < 0:
-        raise ValueError(f"verbose must be a bool or an int >= 0, got {est.verbose!r}")
-    choices = {**_CHOICES, **({"loss": ("squared_error", "poisson")} if hasattr(est, "loss") else {})}
-    for name, allowed in choices.items():
-        value = getattr(est, name)
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be one of {allowed}, got {value!r}")
-        if value not in allowed:
-            raise ValueError(f"{name}={value!r} is not one of {allowed}")
+    est._validate_params()  # scikit-learn's check of _parameter_constraints, with its messages
     _check_shape_params(est)
-    _check_random_state(est.random_state)
     if est.scoring is not None and est.scoring != "loss":
-        if not (isinstance(est.scoring, str) or callable(est.scoring)):
-            raise TypeError(f"scoring must be None, 'loss', a scorer name or a callable, got {est.scoring!r}")
         check_scoring(est, scoring=est.scoring)  # an unknown name is a ValueError naming it
     if partial and est.early_stopping:
         raise ValueError(
@@ -863,27 +798,17 @@ def _check_parameters(est: _TorchEstimator, partial: bool) -> _Start:
 
 
 def _check_shape_params(est: _TorchEstimator) -> None:
-    """hidden_layer_sizes, batch_size and module: what the network and its batches are made of."""
+    """What scikit-learn's constraints on hidden_layer_sizes and module leave unchecked."""
     sizes = est.hidden_layer_sizes
-    if isinstance(sizes, bool) or not isinstance(sizes, (Integral, Sequence, np.ndarray)):
+    if isinstance(sizes, bool):  # an int to scikit-learn's constraint
         raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}")
     if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in _hidden_sizes(est)):
         raise ValueError(f"hidden_layer_sizes must be positive ints, got {sizes!r}")
-    if not (est.batch_size == "auto" or isinstance(est.batch_size, Integral) and est.batch_size > 0):
-        raise ValueError(f"batch_size must be 'auto' or an int > 0, got {est.batch_size!r}")
-    _check_module_param(est)
-
-
-def _check_module_param(est: _TorchEstimator) -> None:
     if isinstance(est.module, nn.Module):
         raise TypeError(
             f"module must build a new network from (n_features_in, n_outputs), not be one: pass "
             f"the class ({type(est.module).__name__}) or a function returning a module, got an instance "
             f"{est.module!r}"
-        )
-    if est.module is not None and not callable(est.module):
-        raise TypeError(
-            f"module must be a callable (n_features_in, n_outputs) -> nn.Module, got {est.module!r}"
         )
     if est.module is not None:
         _module_kwargs(est)  # raises where a size would be ignored
@@ -937,15 +862,6 @@ def _keywords_taken(factory: Callable[..., Any], names: Iterable[str]) -> set[st
     if any(p.kind == p.VAR_KEYWORD for p in parameters):
         return set(names) - bound
     return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} & set(names) - bound
-
-
-def _check_random_state(random_state: Any) -> None:
-    if random_state is None or isinstance(random_state, np.random.RandomState):
-        return
-    if isinstance(random_state, bool) or not isinstance(random_state, Integral):
-        raise TypeError(f"random_state must be None, an int or a np.random.RandomState, got {random_state!r}")
-    if not 0 <= int(random_state) < 2**32:
-        raise ValueError(f"random_state must be in [0, 2**32), got {random_state}")
 
 
 # --- 4. data: validation, sample weights, the hold-out split, batches -------------------------------
@@ -1393,6 +1309,25 @@ class _Progress:
     best_loss: float = np.inf
     best_score: float = -np.inf
     stalled: int = 0  # epochs in a row without a tol improvement: MLP's _no_improvement_count
+    n_iter: int = 0  # epochs (L-BFGS iterations), and samples seen: MLP's n_iter_ and t_
+    t: int = 0
+
+    @classmethod
+    def of(cls, est: _TorchEstimator, start: _Start, early_stopping: bool) -> _Progress:
+        """New, or under warm start and partial_fit the fitted model's, continued."""
+        if not start.continues:
+            return cls(early_stopping)
+        best_score = est.best_validation_score_
+        return cls(
+            early_stopping,
+            list(est.loss_curve_),
+            list(est.validation_scores_ or []) if early_stopping else [],
+            best_loss=np.inf if est.best_loss_ is None else est.best_loss_,
+            best_score=-np.inf if best_score is None or not early_stopping else best_score,
+            stalled=est._no_improvement_count,
+            n_iter=est.n_iter_ if start is _Start.PARTIAL else 0,  # partial_fit counts on; a fit counts itself
+            t=est.t_,
+        )
 
     def add_loss(self, loss: float, tol: float) -> None:
         self.loss_curve.append(loss)
@@ -1419,36 +1354,9 @@ class _Progress:
             "validation_scores_": self.validation_scores if early else None,
             "best_validation_score_": self.best_score if early else None,
             "_no_improvement_count": self.stalled,
+            "n_iter_": self.n_iter,
+            "t_": self.t,
         }
-
-
-class _Continued(NamedTuple):
-    """Where training starts: MLP's bookkeeping, the epoch and sample counts (n_iter_, t_), whether the
-    call trains one epoch (partial_fit) or up to max_iter, and whether it goes on from a fitted model."""
-
-    progress: _Progress
-    n_iter: int
-    t: int
-    one_epoch: bool
-    continues: bool
-
-
-def _continued(est: _TorchEstimator, start: _Start, early_stopping: bool) -> _Continued:
-    """A new start, or under warm start and partial_fit the fitted model's bookkeeping, continued."""
-    one_epoch = start in (_Start.FIRST_PARTIAL, _Start.PARTIAL)
-    if not start.continues:
-        return _Continued(_Progress(early_stopping), 0, 0, one_epoch, False)
-    best_score = est.best_validation_score_
-    progress = _Progress(
-        early_stopping,
-        list(est.loss_curve_),
-        list(est.validation_scores_ or []) if early_stopping else [],
-        best_loss=np.inf if est.best_loss_ is None else est.best_loss_,
-        best_score=-np.inf if best_score is None or not early_stopping else best_score,
-        stalled=est._no_improvement_count,
-    )
-    # partial_fit counts epochs on; a fit counts its own
-    return _Continued(progress, est.n_iter_ if one_epoch else 0, est.t_, one_epoch, True)
 
 
 class _Losses(NamedTuple):
@@ -1471,64 +1379,65 @@ class _Losses(NamedTuple):
 
 @dataclass
 class _Training:
-    """One fit's training of ``module`` on ``data`` (and ``val``, with early stopping), under the
-    parameters of ``est``: epochs of mini-batch steps with ``optimizer``, or L-BFGS (no optimizer)."""
+    """One fit's training of ``module`` on ``data`` (and ``val``, with early stopping): epochs of
+    mini-batch steps with ``optimizer``, or L-BFGS (no optimizer). ``model`` is the estimator as fit
+    will record it (a view: see _TorchEstimator._train), for its parameters, its loss and its scores."""
 
-    est: _TorchEstimator
+    model: _TorchEstimator
     module: nn.Module
     optimizer: _Optimizer | None
     data: _Rows
     val: _Held | None
 
-    def run(self, rng: np.random.RandomState, continued: _Continued) -> dict[str, Any]:
-        """Train the module in place, on from ``continued``; return the fitted attributes that describe
+    def run(self, rng: np.random.RandomState, start: _Start, progress: _Progress) -> dict[str, Any]:
+        """Train the module in place, on from ``progress``; return the fitted attributes that describe
         the training."""
-        est, module, optimizer, data, val = self.est, self.module, self.optimizer, self.data, self.val
+        model, module, optimizer, data, val = self.model, self.module, self.optimizer, self.data, self.val
         module.train()
         if optimizer is None:
             return self.lbfgs()
-        progress, n_iter, t, one_epoch, continues = continued
+        one_epoch, first = start in (_Start.FIRST_PARTIAL, _Start.PARTIAL), progress.n_iter
         # Under warm start the current weights are the best validated so far.
-        best = copy.deepcopy(module.state_dict()) if continues and val is not None else None
-        first = n_iter
+        best = copy.deepcopy(module.state_dict()) if start.continues and val is not None else None
         try:
-            for _ in range(1 if one_epoch else est.max_iter):
+            for _ in range(1 if one_epoch else model.max_iter):
                 # MLP's draws; a fresh permutation each epoch, so that partial_fit repeats fit exactly.
-                order = rng.permutation(data.n) if est.shuffle else None
+                order = rng.permutation(data.n) if model.shuffle else None
                 loss = self.epoch(optimizer, order)
-                n_iter, t = n_iter + 1, t + data.n
-                if est.verbose:
-                    print(f"Iteration {n_iter}, loss = {loss:.8f}")
-                progress.add_loss(loss, est.tol)
+                progress.n_iter, progress.t = progress.n_iter + 1, progress.t + data.n
+                if model.verbose:
+                    print(f"Iteration {progress.n_iter}, loss = {loss:.8f}")
+                progress.add_loss(loss, model.tol)
                 if val is None:
-                    self.check_finite(loss, n_iter)
-                elif progress.add_score(self.validation_score(), est.tol):
+                    self.check_finite(loss, progress.n_iter)
+                elif progress.add_score(self.validation_score(), model.tol):
                     best = copy.deepcopy(module.state_dict())
-                self.schedule(optimizer, t)
-                if progress.stalled > est.n_iter_no_change:
+                self.schedule(optimizer, progress.t)
+                if progress.stalled > model.n_iter_no_change:
                     if self.stop_or_slow_down(optimizer):
                         break
                     progress.stalled = 0
             else:
                 if not one_epoch:
-                    _warn_not_converged(f"max_iter={est.max_iter} epochs ended training")
+                    _warn_not_converged(f"max_iter={model.max_iter} epochs ended training")
         except KeyboardInterrupt:
             # As MLP: Ctrl-C in a notebook ends training and keeps what it trained, epochs whole or
             # not. Before the first epoch ends there is nothing to record: the fit fails as any other.
-            if n_iter == first:
+            if progress.n_iter == first:
                 raise
-            _warn(f"training was interrupted (KeyboardInterrupt) after {n_iter - first} epochs", UserWarning)
+            trained = progress.n_iter - first
+            _warn(f"training was interrupted (KeyboardInterrupt) after {trained} epochs", UserWarning)
         if val is not None:
             if best is None:
                 raise ValueError("no validation score was finite: scale the data or lower learning_rate_init")
             module.load_state_dict(best)  # early stopping keeps the best validated weights
-        return {**progress.attributes(), "n_iter_": n_iter, "t_": t}
+        return progress.attributes()
 
     def step_rows(self) -> int:
         """Rows a training step computes: a batch, or for L-BFGS a chunk of the full batch."""
-        if self.est.solver == "lbfgs":
+        if self.model.solver == "lbfgs":
             return min(_chunk_rows(self.module, self.data.X), self.data.n)
-        return min(200 if self.est.batch_size == "auto" else int(self.est.batch_size), self.data.n)
+        return min(200 if self.model.batch_size == "auto" else int(self.model.batch_size), self.data.n)
 
     def epoch(self, optimizer: _Optimizer, order: NDArray | None) -> float:
         """One pass over the rows (in ``order``, if given) in mini-batches, one step each; the epoch's
@@ -1571,12 +1480,12 @@ class _Training:
         data = self.data
         raw = self.module(_batch(self.module, data.X, rows, data.Y.device, data.dtype))
         return _Losses(
-            self.est._losses(raw, _take(data.Y, rows)), None if data.w_t is None else _take(data.w_t, rows)
+            self.model._losses(raw, _take(data.Y, rows)), None if data.w_t is None else _take(data.w_t, rows)
         )
 
     def reported(self, parts: list[_Losses]) -> float:
         """The (weighted) sum of the losses in ``parts`` as MLP reports them (see _shown)."""
-        shown = self.est._shown(torch.cat([part.losses for part in parts]))
+        shown = self.model._shown(torch.cat([part.losses for part in parts]))
         weights = None if parts[0].w is None else torch.cat([cast(torch.Tensor, part.w) for part in parts])
         return float(_Losses(shown, weights).total())
 
@@ -1587,11 +1496,11 @@ class _Training:
     def penalty(self, matrices: list[torch.Tensor]) -> float:
         with torch.no_grad():
             norms = [float(torch.linalg.vector_norm(W)) for W in matrices]
-        return 0.5 * self.est.alpha * sum(n * n for n in norms)  # n * n overflows to inf; n ** 2 would raise
+        return 0.5 * self.model.alpha * sum(n * n for n in norms)  # n * n overflows to inf; n ** 2 would raise
 
     def add_penalty_gradient(self, matrices: list[torch.Tensor], weight: float) -> None:
         """Add alpha * W / ``weight`` to the gradient of each matrix W that has one."""
-        alpha = self.est.alpha
+        alpha = self.model.alpha
         if alpha == 0:
             return
         with torch.no_grad():
@@ -1612,32 +1521,31 @@ class _Training:
     def watched_score(self) -> float:
         """What early stopping watches (higher is better): MLP's score for scoring=None (accuracy or
         R^2), minus the loss for 'loss', else the scorer's value."""
-        est, module, val, device = self.est, self.module, cast(_Held, self.val), self.data.Y.device
-        if est.scoring is None:
-            return est._score_module(module, val.X, val.y, val.w, device=device)
-        if est.scoring == "loss":
+        model, module, val, device = self.model, self.module, cast(_Held, self.val), self.data.Y.device
+        if model.scoring is None:
+            return model._score_module(module, val.X, val.y, val.w, device=device)
+        if model.scoring == "loss":
             raw = _map_chunks(module, val.X, device, lambda raw: raw)
             w = None if val.w is None else to_tensor(val.w, device=device)
             total = len(val.y) if val.w is None else float(val.w.sum())
-            return -self.reported([_Losses(est._losses(raw, to_tensor(val.Y, device=device)), w)]) / total
+            return -self.reported([_Losses(model._losses(raw, to_tensor(val.Y, device=device)), w)]) / total
         # A scorer calls predict on an estimator: a shallow view of this one, predicting with module
         # from the split, which is NumPy (so the view takes NumPy under array API dispatch too).
-        view = type(est).__new__(type(est))
-        view.__dict__.update(vars(est), module_=module, _fit_library=None)
+        view = _view(model, module_=module, _fit_library=None)
         view.__dict__.pop("feature_names_in_", None)  # no names to check either
-        scorer = check_scoring(est, scoring=est.scoring)
+        scorer = check_scoring(model, scoring=model.scoring)
         # A plain scorer(estimator, X, y) is called as it is written: without weights.
         weighted = val.w is not None and bool(_keywords_taken(scorer, ["sample_weight"]))
         try:
             return float(scorer(view, val.X, val.y, **({"sample_weight": val.w} if weighted else {})))
         except (AttributeError, TypeError, ValueError) as err:
-            raise ValueError(f"scoring={est.scoring!r} cannot score {type(est).__name__}: {err}") from err
+            raise ValueError(f"scoring={model.scoring!r} cannot score {type(model).__name__}: {err}") from err
 
     def check_scorer(self) -> None:
         """A scorer that cannot score the validation part fails before training, not after it."""
         if np.isnan(self.validation_score()):
             raise ValueError(
-                f"scoring={self.est.scoring!r} scores the untrained network NaN on the validation part "
+                f"scoring={self.model.scoring!r} scores the untrained network NaN on the validation part "
                 f"({len(cast(_Held, self.val).y)} rows): it may need labels the part lacks (e.g. both "
                 f"classes of every label for 'roc_auc'); raise validation_fraction, or choose another scoring"
             )
@@ -1646,28 +1554,28 @@ class _Training:
         if not np.isfinite(loss):
             raise ValueError(
                 f"the training loss became {loss} at iteration {n_iter}; the data may need scaling "
-                f"(e.g. StandardScaler) or learning_rate_init={self.est.learning_rate_init} is too large"
+                f"(e.g. StandardScaler) or learning_rate_init={self.model.learning_rate_init} is too large"
             )
 
     def schedule(self, optimizer: _Optimizer, t: int) -> None:
         """MLP's 'invscaling' rate for sgd, set after each epoch: learning_rate_init / (t + 1) ** power_t,
         ``t`` being the number of samples seen."""
-        est = self.est
-        if est.solver == "sgd" and est.learning_rate == "invscaling":
-            optimizer.learning_rate = float(est.learning_rate_init / (t + 1) ** est.power_t)
+        model = self.model
+        if model.solver == "sgd" and model.learning_rate == "invscaling":
+            optimizer.learning_rate = float(model.learning_rate_init / (t + 1) ** model.power_t)
 
     def stop_or_slow_down(self, optimizer: _Optimizer) -> bool:
         """At a stall: stop, or with sgd's 'adaptive' rate divide it by 5 and go on (stop at 1e-6)."""
-        est, lr = self.est, optimizer.learning_rate
-        if est.solver == "sgd" and est.learning_rate == "adaptive" and lr > 1e-6:
+        model, lr = self.model, optimizer.learning_rate
+        if model.solver == "sgd" and model.learning_rate == "adaptive" and lr > 1e-6:
             optimizer.learning_rate = lr / 5
-            if est.verbose:
+            if model.verbose:
                 print(f"Learning rate lowered to {lr / 5:.6f}")
             return False
-        if est.verbose:
-            watched = "validation score" if est.early_stopping else "training loss"
+        if model.verbose:
+            watched = "validation score" if model.early_stopping else "training loss"
             print(
-                f"Stopping: the {watched} did not improve by tol={est.tol} for {est.n_iter_no_change} epochs"
+                f"Stopping: the {watched} did not improve by tol={model.tol} for {model.n_iter_no_change} epochs"
             )
         return True
 
@@ -1679,7 +1587,7 @@ class _Training:
         them to x0's dtype) and the network computes in it; the result is SciPy's float64 point,
         unrounded: L-BFGS leaves MLP's weights, and ours, in float64 (predictions follow).
         """
-        est, module, data = self.est, self.module, self.data
+        model, module, data = self.model, self.module, self.data
         params: list[torch.Tensor] = [p for p in module.parameters() if p.requires_grad]
         with _flat_parameters(params) as (flat, gradient):
             result = scipy.optimize.minimize(
@@ -1687,7 +1595,7 @@ class _Training:
                 to_numpy(flat, copy=True),
                 method="L-BFGS-B",
                 jac=True,
-                options={"maxiter": est.max_iter, "maxfun": est.max_fun, "gtol": est.tol},
+                options={"maxiter": model.max_iter, "maxfun": model.max_fun, "gtol": model.tol},
             )
         module.to(torch.float64)  # in place: params stay the module's parameters
         with _flat_parameters(params) as (flat, _):
@@ -1697,17 +1605,8 @@ class _Training:
             raise ValueError(f"the training loss became {loss}; scale the data or add alpha")
         if result.status != 0:  # MLP warns alike: max_iter or max_fun ran out, or the line search failed
             _warn_not_converged(f"L-BFGS stopped after {result.nit} iterations: {result.message}")
-        n_iter = min(int(result.nit), est.max_iter)
-        return {
-            "loss_": loss,
-            "loss_curve_": [loss],
-            "n_iter_": n_iter,
-            "t_": data.n * n_iter,
-            "best_loss_": loss,
-            "validation_scores_": None,
-            "best_validation_score_": None,
-            "_no_improvement_count": 0,
-        }
+        n_iter = min(int(result.nit), model.max_iter)
+        return _Progress(False, [loss], best_loss=loss, n_iter=n_iter, t=data.n * n_iter).attributes()
 
     def full_batch_loss(
         self, params: list[torch.Tensor], flat: torch.Tensor, gradient: torch.Tensor
@@ -1718,7 +1617,7 @@ class _Training:
 
         On small data an evaluation is a few hundred microseconds of arithmetic, each tensor operation
         a visible part of it: what stays the same between evaluations is prepared once, here."""
-        est, data = self.est, self.data
+        model, data = self.model, self.data
         total_weight = data.n if data.w is None else float(data.w.sum())
         step = self.step_rows()
         chunks = [slice(start, start + step) for start in range(0, data.n, step)]  # bound activations
@@ -1737,10 +1636,10 @@ class _Training:
                 torch.autograd.backward(losses.total() / total_weight)  # accumulates into gradient
                 parts.append(losses.detach())
             value = self.reported(parts)
-            if est.alpha:
+            if model.alpha:
                 weights = flat * decays
-                value += 0.5 * est.alpha * float(weights @ weights)
-                gradient.add_(weights, alpha=est.alpha / total_weight)
+                value += 0.5 * model.alpha * float(weights @ weights)
+                gradient.add_(weights, alpha=model.alpha / total_weight)
             return value / total_weight, to_numpy(gradient, dtype=np.float64, copy=True)
 
         return loss_and_gradient

@@ -77,7 +77,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 from torch import nn
 
 from bridge import NDArray
@@ -1184,6 +1184,12 @@ def test_bad_parameters_are_named_and_change_nothing(params: dict[str, Any], err
     assert all(vars(clf)[k] is v for k, v in state.items() if k not in params)  # set_params changed these
 
 
+@pytest.mark.parametrize("Estimator", [TorchClassifier, TorchRegressor])
+def test_parameters_are_checked_as_scikit_learn_checks_mlps(Estimator: Any) -> None:
+    # Each bad value of a constrained parameter is scikit-learn's InvalidParameterError, before training.
+    check_param_validation(Estimator.__name__, Estimator(max_iter=5))
+
+
 @quiet
 def test_bad_targets_and_calls_mlp_refuses_too() -> None:
     X, y = blobs()
@@ -1509,7 +1515,11 @@ def test_cuda_training_and_a_device_free_pickle() -> None:
     clf = TorchClassifier(device="cuda", **TINY).fit(X, y)
     assert next(clf.module_.parameters()).is_cuda
     restored = pickle.loads(pickle.dumps(clf))
+    assert next(clf.module_.parameters()).is_cuda  # saving left the estimator on its GPU
     assert next(restored.module_.parameters()).is_cpu  # loads on a machine without a GPU
+    sio = pytest.importorskip("skops.io", reason="skops is in the test extra")
+    assert_array_equal(sio.loads(sio.dumps(clf), trusted=["estimators.TorchClassifier"]).predict_proba(X),
+                       restored.predict_proba(X))
     assert_allclose(restored.predict_proba(X), clf.predict_proba(X), rtol=1e-5)
     # partial_fit goes on on the GPU, the optimizer's state moving back with the module.
     restored.partial_fit(X, y)
