@@ -62,9 +62,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, check_scoring, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from threadpoolctl import ThreadpoolController
@@ -241,7 +241,9 @@ class _TorchEstimator(BaseEstimator):
 
     # The fit story: check -> validate -> seed -> build or continue -> hold out -> train -> record.
 
-    def _fit(self: _Estimator, X: Any, y: Any, sample_weight: Any, *, partial: bool, classes: Any = None) -> _Estimator:
+    def _fit(
+        self: _Estimator, X: Any, y: Any, sample_weight: Any, *, partial: bool, classes: Any = None
+    ) -> _Estimator:
         # Training needs autograd, also inside a caller's no_grad() or inference_mode() block.
         with torch.inference_mode(False), torch.enable_grad():
             fitted = self._train(X, y, sample_weight, partial=partial, classes=classes)
@@ -255,14 +257,14 @@ class _TorchEstimator(BaseEstimator):
 
     def _train(self, X: Any, y: Any, sample_weight: Any, *, partial: bool, classes: Any) -> dict[str, Any]:
         """Train a network on ``X`` and ``y``; return the fitted attributes, changing nothing."""
-        start = self._check_params(partial)
+        start = _check_parameters(self, partial)
         X_, y_, device, seen = _validate_X_y(self, X, y, reset=not start.continues)
         # The network's dtype is X's, as in MLP (L-BFGS ends in float64: see _Training.lbfgs); targets and
         # weights follow it. Continued training casts X to the network's dtype, a batch at a time.
         dtype = numpy_dtype(next(self.module_.parameters()).dtype) if start.continues else X_.dtype
         w = _check_weights(sample_weight, X_.shape[0], dtype)
         Y, targets = self._encode_targets(y_, dtype, start, classes)
-        w = self._weigh_classes(w, y_, dtype, targets.get("classes_"))
+        w = self._weigh_classes(w, y_, dtype, targets.get("classes_"), start)
         # The model as fit will record it, for the steps below that read it: a view, so that nothing is
         # written on the estimator before training succeeds.
         model = _view(self, **seen, **targets)
@@ -270,7 +272,8 @@ class _TorchEstimator(BaseEstimator):
         # call draws from a copy (of the caller's RandomState, as MLP draws from it, else of the fitted
         # stream), so a failed call leaves both as they were.
         instance = isinstance(self.random_state, np.random.RandomState)
-        rng = copy.deepcopy(self._rng) if start.continues and not instance else _random_state(self.random_state)
+        fitted_stream = start.continues and not instance
+        rng = copy.deepcopy(self._rng) if fitted_stream else _random_state(self.random_state)
         cuda = [device] if device.type == "cuda" else []
         with _private_global_rng(self.module is not None, cuda):
             if start.continues:
@@ -321,10 +324,6 @@ class _TorchEstimator(BaseEstimator):
 
     # Hooks: what each estimator fills in.
 
-    def _check_params(self, partial: bool) -> _Start:
-        """Raise on a bad parameter; return how this call starts (``partial``: from partial_fit)."""
-        return _check_parameters(self, partial)
-
     def _encode_targets(
         self, y: NDArray, dtype: np.dtype[Any], start: _Start, classes: Any
     ) -> tuple[NDArray, dict[str, Any]]:
@@ -333,7 +332,7 @@ class _TorchEstimator(BaseEstimator):
         raise NotImplementedError
 
     def _weigh_classes(
-        self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any], classes: NDArray | None
+        self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any], classes: NDArray | None, start: _Start
     ) -> NDArray | None:
         """The sample weights times the class weights (the classifier's class_weight)."""
         return w
@@ -515,35 +514,30 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         n_outputs = Y.shape[1] if Y.ndim == 2 else len(known)
         return Y, {"classes_": known, "out_activation_": activation, "n_outputs_": n_outputs}
 
-    def _check_params(self, partial: bool) -> _Start:
-        start = super()._check_params(partial)
-        cw = self.class_weight
-        if partial and cw == "balanced":
+    def _weigh_classes(
+        self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any], classes: NDArray | None, start: _Start
+    ) -> NDArray | None:
+        cw, classes = self.class_weight, cast(NDArray, classes)
+        if cw is None:
+            return w
+        if y.ndim == 2:
+            raise ValueError("class_weight needs one label per sample; with multilabel y, pass sample_weight")
+        if isinstance(cw, dict):
+            bad = {k: v for k, v in cw.items() if not isinstance(v, Real) or not 0 <= v < np.inf}
+            if bad:
+                raise ValueError(f"class_weight factors must be finite numbers >= 0; got {bad}")
+            unknown = [k for k in cw if k not in set(classes.tolist())]
+            if unknown:
+                raise ValueError(
+                    f"class_weight names labels {unknown} that are not among the classes {classes}"
+                )
+            factors = np.array([cw.get(c, 1.0) for c in classes.tolist()])
+        elif start in (_Start.FIRST_PARTIAL, _Start.PARTIAL):
             raise ValueError(
                 "class_weight='balanced' needs every label's frequency, which one partial_fit batch "
                 "does not have: pass a dict, e.g. dict(zip(classes, sklearn.utils.class_weight."
                 "compute_class_weight('balanced', classes=classes, y=y_all)))"
             )
-        factors = cw.items() if isinstance(cw, dict) else []
-        bad = {k: v for k, v in factors if not isinstance(v, Real) or not 0 <= v < np.inf}
-        if bad:
-            raise ValueError(f"class_weight factors must be finite numbers >= 0; got {bad}")
-        return start
-
-    def _weigh_classes(
-        self, w: NDArray | None, y: NDArray, dtype: np.dtype[Any], classes: NDArray | None
-    ) -> NDArray | None:
-        if self.class_weight is None:
-            return w
-        classes = cast(NDArray, classes)
-        if y.ndim == 2:
-            raise ValueError("class_weight needs one label per sample; with multilabel y, pass sample_weight")
-        cw = self.class_weight
-        if isinstance(cw, dict):
-            unknown = [k for k in cw if k not in set(classes.tolist())]
-            if unknown:
-                raise ValueError(f"class_weight names labels {unknown} that are not among the classes {classes}")
-            factors = np.array([cw.get(c, 1.0) for c in classes.tolist()])
         else:  # 'balanced': n_samples / (n_classes * count), as compute_class_weight defines it
             factors = compute_class_weight("balanced", classes=classes, y=y)
         per_sample: NDArray = factors[np.searchsorted(classes, y)].astype(dtype)
@@ -861,7 +855,8 @@ def _keywords_taken(factory: Callable[..., Any], names: Iterable[str]) -> set[st
     bound = set(factory.keywords) if isinstance(factory, functools.partial) else set()
     if any(p.kind == p.VAR_KEYWORD for p in parameters):
         return set(names) - bound
-    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} & set(names) - bound
+    named = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return named & set(names) - bound
 
 
 # --- 4. data: validation, sample weights, the hold-out split, batches -------------------------------
@@ -1273,7 +1268,12 @@ class _Optimizer:
     def plain(self) -> dict[str, Any]:
         """This optimizer as plain data: its settings, and its state copied to NumPy."""
         state = [[to_numpy(t, copy=True) for t in tensors] for tensors in self.state]
-        return {"solver": self.solver, "learning_rate": self.learning_rate, "options": self.options, "state": state}
+        return {
+            "solver": self.solver,
+            "learning_rate": self.learning_rate,
+            "options": self.options,
+            "state": state,
+        }
 
     @classmethod
     def from_plain(cls, plain: dict[str, Any], params: list[torch.Tensor]) -> _Optimizer:
@@ -1325,7 +1325,7 @@ class _Progress:
             best_loss=np.inf if est.best_loss_ is None else est.best_loss_,
             best_score=-np.inf if best_score is None or not early_stopping else best_score,
             stalled=est._no_improvement_count,
-            n_iter=est.n_iter_ if start is _Start.PARTIAL else 0,  # partial_fit counts on; a fit counts itself
+            n_iter=est.n_iter_ if start is _Start.PARTIAL else 0,  # a fit counts its own epochs
             t=est.t_,
         )
 
@@ -1496,7 +1496,8 @@ class _Training:
     def penalty(self, matrices: list[torch.Tensor]) -> float:
         with torch.no_grad():
             norms = [float(torch.linalg.vector_norm(W)) for W in matrices]
-        return 0.5 * self.model.alpha * sum(n * n for n in norms)  # n * n overflows to inf; n ** 2 would raise
+        # n * n overflows to inf; n ** 2 would raise
+        return 0.5 * self.model.alpha * sum(n * n for n in norms)
 
     def add_penalty_gradient(self, matrices: list[torch.Tensor], weight: float) -> None:
         """Add alpha * W / ``weight`` to the gradient of each matrix W that has one."""
@@ -1574,9 +1575,8 @@ class _Training:
             return False
         if model.verbose:
             watched = "validation score" if model.early_stopping else "training loss"
-            print(
-                f"Stopping: the {watched} did not improve by tol={model.tol} for {model.n_iter_no_change} epochs"
-            )
+            stall = f"tol={model.tol} for {model.n_iter_no_change} epochs"
+            print(f"Stopping: the {watched} did not improve by {stall}")
         return True
 
     def lbfgs(self) -> dict[str, Any]:
@@ -1826,9 +1826,13 @@ def _live_state(est: _TorchEstimator, state: dict[str, Any]) -> dict[str, Any]:
     required = [*_FITTED, *(["classes_"] if is_classifier(est) else [])]
     missing = [name for name in required if name not in state]
     if missing:
-        raise ValueError(f"the saved state lacks {missing}: it was not saved from a fitted {type(est).__name__}")
+        raise ValueError(
+            f"the saved state lacks {missing}: it was not saved from a fitted {type(est).__name__}"
+        )
     try:
-        module = _live_network(state["module_"], state["_shape"], state["n_features_in_"], state["n_outputs_"])
+        module = _live_network(
+            state["module_"], state["_shape"], state["n_features_in_"], state["n_outputs_"]
+        )
         plain, generators = state["_optimizer"], state["_global_rng_states"]
         optimizer = None if plain is None else _Optimizer.from_plain(plain, list(module.parameters()))
         rng = np.random.RandomState()
@@ -1859,7 +1863,9 @@ def _live_network(plain: dict[str, Any], shape: dict[str, Any], n_in: int, n_out
         tensors = [to_tensor(a, copy=True) for a in plain["state_dict"].values()]
     dtypes = {t.dtype for t in tensors if t.is_floating_point() or t.is_complex()}
     if len(dtypes) != 1 or not dtypes <= {torch.float32, torch.float64}:
-        raise ValueError(f"the saved network holds {sorted(map(str, dtypes))}; a fitted one is float32 or float64")
+        raise ValueError(
+            f"the saved network holds {sorted(map(str, dtypes))}; a fitted one is float32 or float64"
+        )
     dtype, cpu = dtypes.pop(), torch.device("cpu")
     if shape["module"] is None:
         return _mlp(plain["coefs"], plain["intercepts"], activation, dtype, cpu)
