@@ -1129,20 +1129,7 @@ def _build_module(
     n_in, dtype = X.shape[1], torch_dtype(X.dtype)
     if est.module is not None:  # the module's own draws come from the (forked) global streams
         _seed_global_generators(int(rng.randint(2**31 - 1)), cuda)
-        module = est.module(n_in, est.n_outputs_, **_module_kwargs(est))
-        if not isinstance(module, nn.Module):
-            raise TypeError(
-                f"module({n_in}, {est.n_outputs_}) returned {type(module).__name__}, not an nn.Module"
-            )
-        tensors = itertools.chain(module.named_parameters(), module.named_buffers())
-        complex_ = [f"{name} ({t.dtype})" for name, t in tensors if t.is_complex()]
-        if complex_:  # casting them to X's dtype would drop their imaginary parts: another model
-            raise TypeError(
-                f"the module has complex tensors, {', '.join(complex_)}; the estimators train real networks "
-                f"in X's dtype: hold each complex weight as two real ones (e.g. torch.view_as_complex of a "
-                f"real (..., 2) parameter inside forward)"
-            )
-        return module.to(device=device, dtype=dtype)
+        return _call_factory(_shape_params(est), n_in, est.n_outputs_).to(device=device, dtype=dtype)
     sizes = [n_in, *_hidden_sizes(est), est.n_outputs_]
     coefs, intercepts = [], []
     for fan_in, fan_out in itertools.pairwise(sizes):
@@ -1151,6 +1138,26 @@ def _build_module(
         coefs.append(rng.uniform(-bound, bound, (fan_in, fan_out)))
         intercepts.append(rng.uniform(-bound, bound, fan_out))
     return _mlp(coefs, intercepts, est.activation, dtype, device)
+
+
+def _call_factory(shape: dict[str, Any], n_in: int, n_out: int) -> nn.Module:
+    """A new module from the factory and the arguments that ``shape`` records (see _shape_params)."""
+    factory = shape["module"]
+    if isinstance(factory, tuple):  # a functools.partial, taken apart
+        func, args, keywords = factory
+        factory = functools.partial(func, *args, **keywords)
+    module = factory(n_in, n_out, **{k: v for k, v in shape.items() if k != "module"})
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module({n_in}, {n_out}) returned {type(module).__name__}, not an nn.Module")
+    tensors = itertools.chain(module.named_parameters(), module.named_buffers())
+    complex_ = [f"{name} ({t.dtype})" for name, t in tensors if t.is_complex()]
+    if complex_:  # casting them to X's dtype would drop their imaginary parts: another model
+        raise TypeError(
+            f"the module has complex tensors, {', '.join(complex_)}; the estimators train real networks "
+            f"in X's dtype: hold each complex weight as two real ones (e.g. torch.view_as_complex of a "
+            f"real (..., 2) parameter inside forward)"
+        )
+    return module
 
 
 def _mlp(
@@ -1859,7 +1866,8 @@ def _live_network(plain: dict[str, Any], shape: dict[str, Any], n_in: int, n_out
             )
         tensors = [to_tensor(a) for a in arrays]
     else:
-        module = _call_factory(shape, n_in, n_out)
+        with _private_global_rng(True, []):  # its draws, which loading overwrites, leave torch's alone
+            module = _call_factory(shape, n_in, n_out)
         tensors = [to_tensor(a, copy=True) for a in plain["state_dict"].values()]
     dtypes = {t.dtype for t in tensors if t.is_floating_point() or t.is_complex()}
     if len(dtypes) != 1 or not dtypes <= {torch.float32, torch.float64}:
@@ -1873,18 +1881,6 @@ def _live_network(plain: dict[str, Any], shape: dict[str, Any], n_in: int, n_out
         module.to(dtype=dtype).load_state_dict(dict(zip(plain["state_dict"], tensors, strict=True)))
     except RuntimeError as err:  # missing or unexpected names, or shapes that differ
         raise ValueError(f"the saved state does not fit the module its factory builds: {err}") from err
-    return module
-
-
-def _call_factory(shape: dict[str, Any], n_in: int, n_out: int) -> nn.Module:
-    """A new module from the factory and arguments ``shape`` records (see _shape_params), whose own
-    draws leave torch's generator as they found it: loading overwrites them."""
-    factory = shape["module"]
-    if isinstance(factory, tuple):  # a functools.partial, taken apart
-        func, args, keywords = factory
-        factory = functools.partial(func, *args, **keywords)
-    with _private_global_rng(True, []):
-        module: nn.Module = factory(n_in, n_out, **{k: v for k, v in shape.items() if k != "module"})
     return module
 
 
