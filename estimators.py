@@ -10,23 +10,25 @@ parameter grid works unchanged, and the same random_state draws MLP's initial we
 estimator owns the loss and the output activation), ``device``, ``scoring`` for early stopping, and the
 classifier's ``class_weight``. Every numpy/torch crossing goes through bridge.py; fit never touches the
 caller's data, torch's or NumPy's global random state or default dtype (small fits run on one thread,
-in the fitting thread only: see _threads_for), and a failed fit changes nothing; predict is pure and
-thread-safe.
+in the fitting thread only: see _threads_for), and records what it computed in one step at the end, so
+a failed fit changes nothing; predict is pure and thread-safe. A fitted estimator saves as plain data
+(pickle, joblib, skops), checked when it loads.
 
 The file, top to bottom:
 
-1. ``_TorchEstimator``: what both estimators share, and the fit story (``_fit_or_raise``): check the
-   parameters -> validate the data -> seed -> build or resume the network -> hold out a validation part
-   -> train -> record.
+1. ``_TorchEstimator``: what both estimators share, and the fit story (``_train``): check the
+   parameters -> validate the data -> seed -> build or continue the network (``_Start`` names the four
+   ways a call starts) -> hold out a validation part -> train; then ``_fit`` records the result.
 2. ``TorchClassifier`` and ``TorchRegressor``: what makes each one itself: its targets, its loss (as
    autograd differentiates it, and as MLP reports it), its scores, its predict methods.
-3. Checking parameters: one table of MLP's numeric, boolean and string parameters, then the rest.
+3. Checking parameters: scikit-learn's check of MLP's constraints, then what they cannot say.
 4. Data: validation, sample weights, the hold-out split, and batches of rows as a module takes them.
 5. The network: the built-in MLP (with MLP's initial weights) or the caller's module, checked by a
    dry run.
 6. Training: the optimizer, MLP's stopping bookkeeping, epochs of mini-batch steps, and L-BFGS.
 7. Inference: chunked forward passes, outputs in the caller's array library.
-8. What fit leaves as it found it: random generators, thread counts, and where warnings point.
+8. The fitted state as plain data: what pickle, joblib and skops save, and its checked loading.
+9. What fit leaves as it found it: random generators, thread counts, and where warnings point.
 """
 # Settings a copy needs, since it cannot lean on this repository's pyproject.toml: scikit-learn ships no
 # types (its imports are untyped), and the estimators subclass its mixins and use its available_if.
@@ -1272,28 +1274,40 @@ class _Optimizer:
                 velocities = cast(list[torch.Tensor | None], state[0])  # the type sgd() declares
                 sgd(params, grads, velocities, sparse, lr=self.learning_rate, **options)
 
+    SETTINGS = {"adam": ("beta1", "beta2", "eps", "amsgrad"), "sgd": ("momentum", "nesterov", "dampening")}
+
     def plain(self) -> dict[str, Any]:
-        """This optimizer as plain data: its settings, and its state copied to NumPy."""
+        """This optimizer as plain data: its solver's settings, and its state copied to NumPy."""
+        options = {name: self.options[name] for name in self.SETTINGS[self.solver]}
         state = [[to_numpy(t, copy=True) for t in tensors] for tensors in self.state]
         return {
             "solver": self.solver,
             "learning_rate": self.learning_rate,
-            "options": self.options,
+            "options": options,
             "state": state,
         }
 
     @classmethod
     def from_plain(cls, plain: dict[str, Any], params: list[torch.Tensor]) -> _Optimizer:
         """The optimizer that ``plain`` describes, stepping ``params``; its state must fit them."""
-        optimizer = cls(plain["solver"], params, float(plain["learning_rate"]), **plain["options"])
-        state = [[to_tensor(a, copy=True) for a in arrays] for arrays in plain["state"]]
+        solver, options = plain["solver"], plain["options"]
+        if set(options) != set(cls.SETTINGS.get(solver, ())):
+            raise ValueError(
+                f"the saved optimizer is {solver!r} with {sorted(options)}; expected {cls.SETTINGS}"
+            )
+        optimizer = cls(solver, params, float(plain["learning_rate"]), **options)
+        state = [[to_tensor(a) for a in arrays] for arrays in plain["state"]]
         expected = [[(t.shape, t.dtype) for t in tensors] for tensors in optimizer.state]
         if [[(t.shape, t.dtype) for t in tensors] for tensors in state] != expected:
             raise ValueError(
-                f"the saved {plain['solver']} state does not fit the network's parameters: expected "
-                f"(shape, dtype) {expected}"
+                f"the saved {solver} state does not fit the network's parameters: expected (shape, dtype) "
+                f"{expected}"
             )
-        optimizer.state = state
+        # Into the new state's memory, laid out as each parameter is: a fused step pairs the two element
+        # by element in memory order (the built-in MLP's weights are transposed views).
+        for fresh, saved in zip(optimizer.state, state, strict=True):
+            for t, values in zip(fresh, saved, strict=True):
+                t.copy_(values)
         return optimizer
 
     def copy_for(self, params: list[torch.Tensor], device: torch.device | str) -> _Optimizer:
@@ -1805,6 +1819,14 @@ def _plain_state(state: dict[str, Any]) -> dict[str, Any]:
 def _plain_network(module: nn.Module, shape: dict[str, Any]) -> dict[str, Any]:
     """The built-in MLP as its activation's name and MLP's coefs_ and intercepts_; a custom module as
     its state_dict (parameters and persistent buffers) in NumPy."""
+    tensors = module.state_dict()
+    inexact = [t for t in tensors.items() if t[1].is_floating_point() or t[1].is_complex()]
+    odd = [f"{name} ({t.dtype})" for name, t in inexact if t.dtype not in (torch.float32, torch.float64)]
+    if odd:  # fit trains float32 or float64 networks: these come from a change made after fit
+        raise TypeError(
+            f"module_ holds {', '.join(odd)}, and saving takes float32 or float64 (what fit trains): cast "
+            f"it back first, e.g. module_.float()"
+        )
     if shape["module"] is None:
         layers = [layer for layer in module.modules() if isinstance(layer, nn.Linear)]
         return {
@@ -1812,20 +1834,14 @@ def _plain_network(module: nn.Module, shape: dict[str, Any]) -> dict[str, Any]:
             "coefs": [to_numpy(layer.weight.t(), copy=True) for layer in layers],
             "intercepts": [to_numpy(layer.bias, copy=True) for layer in layers],
         }
-    arrays = {}
-    for name, tensor in module.state_dict().items():
-        try:
-            arrays[name] = to_numpy(tensor, copy=True)
-        except TypeError as err:  # bfloat16 and other dtypes NumPy lacks
-            raise TypeError(f"module_'s {name!r} cannot be saved as plain data: {err}") from err
-    return {"state_dict": arrays}
+    return {"state_dict": {name: to_numpy(t, copy=True) for name, t in tensors.items()}}
 
 
 def _live_state(est: _TorchEstimator, state: dict[str, Any]) -> dict[str, Any]:
     """What _plain_state made of a fitted estimator, live again (the network on the CPU, in eval mode),
     once checked against the rest of ``state``."""
     version = state.get("_state_format")
-    if not isinstance(version, int) or not 1 <= version <= _FORMAT:
+    if type(version) is not int or not 1 <= version <= _FORMAT:
         raise ValueError(
             f"the saved state has format {version!r}, and this estimators.py reads formats 1 to {_FORMAT}: "
             f"load it with the copy of estimators.py that saved it"
@@ -1837,6 +1853,7 @@ def _live_state(est: _TorchEstimator, state: dict[str, Any]) -> dict[str, Any]:
             f"the saved state lacks {missing}: it was not saved from a fitted {type(est).__name__}"
         )
     try:
+        _check_targets(state)
         module = _live_network(
             state["module_"], state["_shape"], state["n_features_in_"], state["n_outputs_"]
         )
@@ -1844,18 +1861,37 @@ def _live_state(est: _TorchEstimator, state: dict[str, Any]) -> dict[str, Any]:
         optimizer = None if plain is None else _Optimizer.from_plain(plain, list(module.parameters()))
         rng = np.random.RandomState()
         rng.set_state(state["_rng"])
-    except KeyError as err:
-        raise ValueError(f"the saved state lacks the key {err}") from err
-    generators = None if generators is None else [to_tensor(g, copy=True) for g in generators]
+        generators = None if generators is None else [to_tensor(g, copy=True) for g in generators]
+        if generators is not None:
+            torch.Generator().set_state(generators[0])  # refuses what is not a CPU generator's state
+    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as err:
+        raise ValueError(f"the saved state is malformed: {type(err).__name__}: {err}") from err
     return {"module_": module.eval(), "_optimizer": optimizer, "_rng": rng, "_global_rng_states": generators}
+
+
+def _check_targets(state: dict[str, Any]) -> None:
+    """A classifier's outputs are what its classes make: one logistic output for one or two classes,
+    one logistic output per label for multilabel y, one softmax output per class for more."""
+    if "classes_" not in state:
+        return
+    n_classes, activation, n_outputs = len(state["classes_"]), state["out_activation_"], state["n_outputs_"]
+    logistic = activation == "logistic" and (n_outputs == 1 and n_classes <= 2 or n_outputs == n_classes > 1)
+    if not logistic and not (activation == "softmax" and n_outputs == n_classes > 2):
+        raise ValueError(
+            f"the saved classifier has {n_classes} classes, out_activation_={activation!r} and n_outputs_="
+            f"{n_outputs}, which fit never makes together"
+        )
 
 
 def _live_network(plain: dict[str, Any], shape: dict[str, Any], n_in: int, n_out: int) -> nn.Module:
     """The network _plain_network saved, checked against the data's and targets' sizes."""
     if shape["module"] is None:
         activation, arrays = plain["activation"], [*plain["coefs"], *plain["intercepts"]]
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"the saved activation {activation!r} is not one of {tuple(_ACTIVATIONS)}")
+        if activation != shape["activation"] or activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"the saved activation {activation!r} is not {shape['activation']!r}, the one the fitted "
+                f"shape records, or not one of {tuple(_ACTIVATIONS)}"
+            )
         sizes = [n_in, *shape["hidden_layer_sizes"], n_out]
         expected = [*itertools.pairwise(sizes), *((size,) for size in sizes[1:])]
         if [np.shape(a) for a in arrays] != expected:
@@ -1864,21 +1900,25 @@ def _live_network(plain: dict[str, Any], shape: dict[str, Any], n_in: int, n_out
                 f"{n_in}, hidden_layer_sizes={shape['hidden_layer_sizes']} and n_outputs_={n_out}: "
                 f"expected {expected}"
             )
-        tensors = [to_tensor(a) for a in arrays]
+        dtypes = {np.asarray(a).dtype for a in arrays}
     else:
         with _private_global_rng(True, []):  # its draws, which loading overwrites, leave torch's alone
             module = _call_factory(shape, n_in, n_out)
-        tensors = [to_tensor(a, copy=True) for a in plain["state_dict"].values()]
-    dtypes = {t.dtype for t in tensors if t.is_floating_point() or t.is_complex()}
-    if len(dtypes) != 1 or not dtypes <= {torch.float32, torch.float64}:
+        tensors = {name: to_tensor(a, copy=True) for name, a in plain["state_dict"].items()}
+        dtypes = {numpy_dtype(t.dtype) for t in tensors.values() if t.is_floating_point()}
+    if len(dtypes) != 1 or not dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}:
         raise ValueError(
             f"the saved network holds {sorted(map(str, dtypes))}; a fitted one is float32 or float64"
         )
-    dtype, cpu = dtypes.pop(), torch.device("cpu")
+    dtype = torch_dtype(dtypes.pop())
     if shape["module"] is None:
-        return _mlp(plain["coefs"], plain["intercepts"], activation, dtype, cpu)
+        return _mlp(plain["coefs"], plain["intercepts"], activation, dtype, torch.device("cpu"))
+    held = {name: t.dtype for name, t in module.to(dtype=dtype).state_dict().items()}
+    odd = {name: t.dtype for name, t in tensors.items() if name in held and t.dtype != held[name]}
+    if odd:
+        raise ValueError(f"the saved tensors {odd} are not of the dtypes the module holds, {held}")
     try:
-        module.to(dtype=dtype).load_state_dict(dict(zip(plain["state_dict"], tensors, strict=True)))
+        module.load_state_dict(tensors)
     except RuntimeError as err:  # missing or unexpected names, or shapes that differ
         raise ValueError(f"the saved state does not fit the module its factory builds: {err}") from err
     return module

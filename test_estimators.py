@@ -656,9 +656,11 @@ def test_skops_loads_what_it_saved_trusting_only_the_estimator_and_the_factory(c
 @quiet
 @pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
 @pytest.mark.parametrize("how", ["pickle", "skops"])
-def test_a_loaded_estimator_trains_on_exactly_as_the_original(solver: str, how: str) -> None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_loaded_estimator_trains_on_exactly_as_the_original(solver: str, how: str, dtype: type) -> None:
     sio = pytest.importorskip("skops.io", reason="skops is in the test extra: pip install -e '.[test]'")
     X, y = blobs()
+    X = X.astype(dtype)
     for module in (None, Normed):
         est = TorchClassifier(solver=solver, module=module, warm_start=True, **CUSTOM).fit(X, y)
         if how == "pickle":
@@ -668,10 +670,10 @@ def test_a_loaded_estimator_trains_on_exactly_as_the_original(solver: str, how: 
             loaded = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
         assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
         for model in (est, loaded):
-            model.set_params(max_iter=3).fit(X, y)  # warm start: three more epochs (iterations)
-            if solver != "lbfgs":
+            if solver != "lbfgs":  # first the fitted optimizer, going on: three more epochs
                 for _ in range(3):
                     model.partial_fit(X, y)
+            model.set_params(max_iter=3).fit(X, y)  # warm start: three more epochs (iterations)
         for a, b in zip(est.module_.parameters(), loaded.module_.parameters(), strict=True):
             assert torch.equal(a, b)
         assert est.loss_curve_ == loaded.loss_curve_ and est.t_ == loaded.t_
@@ -770,7 +772,15 @@ TAMPERED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "a missing attribute": (lambda s: s.pop("loss_curve_"), "loss_curve_"),
     "a missing key": (lambda s: s["module_"].pop("intercepts"), "intercepts"),
     "a newer format": (lambda s: s.__setitem__("_state_format", 2), "format 2"),
+    "a format that is not a number": (lambda s: s.__setitem__("_state_format", True), "format True"),
     "an optimizer state of another shape": (lambda s: s["_optimizer"]["state"][0].__setitem__(0, np.zeros(3)), "does not fit"),
+    "an optimizer setting more": (lambda s: s["_optimizer"]["options"].__setitem__("lr", 0.1), "'lr'"),
+    "another optimizer": (lambda s: s["_optimizer"].__setitem__("solver", "sgd"), "'sgd'"),
+    "integer weights": (lambda s: s["module_"]["coefs"].__setitem__(0, s["module_"]["coefs"][0].astype(np.int64)), "int64"),
+    "an activation its shape does not record": (lambda s: s["module_"].__setitem__("activation", "tanh"), "'tanh'"),
+    "fewer classes than outputs": (lambda s: s.__setitem__("classes_", s["classes_"][:2]), "2 classes"),
+    "no network": (lambda s: s.__setitem__("module_", None), "malformed"),
+    "no shape": (lambda s: s.__setitem__("_shape", None), "malformed"),
 }
 
 
@@ -789,6 +799,9 @@ def test_a_custom_modules_tampered_state_is_a_value_error(how: str, monkeypatch:
     est, _, _ = fitted("buffers and dropout")
     changes: list[tuple[Callable[[dict[str, Any]], None], str]] = [
         (lambda s: s["module_"]["state_dict"].pop("layers.1.running_mean"), "running_mean"),
+        (lambda s: s["module_"]["state_dict"].__setitem__("layers.1.weight", np.ones(8, bool)), "torch.bool"),
+        (lambda s: s["_global_rng_states"].__setitem__(0, np.zeros(3, np.uint8)), "malformed"),
+        (lambda s: s["module_"].__setitem__("state_dict", []), "malformed"),
         (lambda s: s["module_"]["state_dict"].__setitem__("layers.0.weight", np.zeros((9, 4))), "size mismatch"),
         (lambda s: s["module_"]["state_dict"].__setitem__("extra", np.zeros(2)), "extra"),
         (lambda s: s.__setitem__("n_features_in_", 5), "size mismatch"),
@@ -798,10 +811,12 @@ def test_a_custom_modules_tampered_state_is_a_value_error(how: str, monkeypatch:
             load(tampered(est, change, how, monkeypatch), how)
 
 
-def test_tensors_numpy_cannot_hold_are_a_type_error_when_saving() -> None:
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.complex64])
+def test_tensors_fit_never_makes_are_a_type_error_when_saving(dtype: torch.dtype) -> None:
+    # Only a change made after fit brings them; loading would refuse them, so saving does.
     est, _, _ = fitted("custom module")
-    est.module_.register_buffer("scale", torch.ones(2, dtype=torch.bfloat16))
-    with pytest.raises(TypeError, match=r"'scale'.*bfloat16"):
+    est.module_.register_buffer("scale", torch.ones(2, dtype=dtype))
+    with pytest.raises(TypeError, match=rf"scale \({dtype}\)"):
         pickle.dumps(est)
 
 
