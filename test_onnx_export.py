@@ -11,6 +11,7 @@ where the ``onnx`` extra is not installed (``pip install -e '.[onnx]'``).
 
 from __future__ import annotations
 
+import pathlib
 import pickle
 import re
 import warnings
@@ -326,6 +327,13 @@ def test_zipmap_where_it_cannot_hold_the_output_is_a_value_error_saying_how() ->
             skl2onnx.to_onnx(clf, X[:1])
 
 
+def test_a_sample_of_the_wrong_width_is_a_value_error() -> None:
+    X = X_ALL[:N_TRAIN].astype(np.float32)
+    clf = TorchRegressor(**_small()).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match=r"fitted on 5 features, but its ONNX input has 3"):
+        skl2onnx.to_onnx(clf, X[:1, :3])
+
+
 def test_an_opset_older_than_torchs_exporter_writes_is_a_value_error() -> None:
     X = X_ALL[:N_TRAIN].astype(np.float32)
     clf = TorchRegressor(**_small()).fit(X, X[:, 0])
@@ -333,11 +341,28 @@ def test_an_opset_older_than_torchs_exporter_writes_is_a_value_error() -> None:
         skl2onnx.to_onnx(clf, X[:1], target_opset=17)
 
 
+DEPLOYMENT = pathlib.Path(__file__).with_name("docs").joinpath("deployment.md").read_text()
+DOC_BLOCKS = re.findall(r"^```py\n(.*?)^```", DEPLOYMENT, re.S | re.M)
+
+
+@pytest.mark.parametrize(
+    "block", DOC_BLOCKS, ids=[f"deployment.md:py{i}" for i, _ in enumerate(DOC_BLOCKS, 1)]
+)
+def test_the_examples_of_docs_deployment_run(block: str) -> None:
+    """The ``py`` blocks of docs/deployment.md, as written (test_demo.py runs only ``python`` blocks,
+    without the extra)."""
+    exec(compile(block, "docs/deployment.md", "exec"), {"__name__": "docs"})
+
+
+def test_docs_deployment_has_its_examples() -> None:
+    assert len(DOC_BLOCKS) == 2
+
+
 def _table() -> None:
     """Print each case's largest absolute and relative differences from predict_proba / predict."""
     onnx_export.register()
     warnings.simplefilter("ignore")
-    print(f"{'case':<16} {'dtype':<8} {'labels':>7} {'max abs':>9} {'max rel':>9}")
+    print(f"{'case':<18} {'dtype':<8} {'labels':>7} {'max abs':>9} {'max rel':>9}")
     for name, build in {**CLASSIFIERS, **WORKFLOWS, **REGRESSORS}.items():
         for dtype in (np.float32, np.float64):
             model, X, X_sample, _ = build(dtype)
@@ -352,7 +377,7 @@ def _table() -> None:
                 got, want = out["probabilities"], model.predict_proba(X_)
                 agree = f"{np.mean(out['label'] == model.predict(X_)):.0%}"
             absolute, relative = _differences(got, want)
-            print(f"{name:<16} {np.dtype(dtype).name:<8} {agree:>7} {absolute:9.1e} {relative:9.1e}")
+            print(f"{name:<18} {np.dtype(dtype).name:<8} {agree:>7} {absolute:9.1e} {relative:9.1e}")
 
 
 if __name__ == "__main__":
