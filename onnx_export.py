@@ -83,7 +83,8 @@ def register() -> None:
         "TorchSklearnBridgeClassifier",
         _classifier_shapes,
         _convert_classifier,
-        # Declaring zipmap lets skl2onnx's classifier parser add ZipMap (its default) or leave it out.
+        # Declaring zipmap lets skl2onnx's classifier parser add ZipMap (its default) or leave it out;
+        # its ZipMap reads nocl too, of which only False (keys are the classes themselves) holds here.
         options={"zipmap": [True, False, "columns"], "nocl": [False]},
     )
     update_registered_converter(
