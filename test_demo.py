@@ -59,12 +59,17 @@ def test_python_blocks_of_readme_and_docs_run(document: str, block: str) -> None
     exec(compile(block, document, "exec"), {"__name__": "readme"})
 
 
+# Pages whose ``py`` blocks need an optional extra and run in the test module that skips without it.
+PY_BLOCKS_RUN_BY = {"docs/cluster.md": "test_cluster.py", "docs/deployment.md": "test_onnx_export.py"}
+
+
 def test_every_code_block_is_run_or_a_shell_command() -> None:
-    """``python`` blocks run above; ``py`` blocks need a dask cluster and run in test_cluster.py (which
-    skips without dask), so only docs/cluster.md has them; ``bash`` blocks are commands to type."""
+    """``python`` blocks run above; ``py`` blocks need an extra (a dask cluster, the onnx packages) and
+    run in the test module PY_BLOCKS_RUN_BY names, which skips without it, so only those pages have
+    them; ``bash`` blocks are commands to type."""
     for name, text in DOCUMENTS.items():
         for language, _ in FENCE.findall(text):
-            allowed = {"python", "bash"} | ({"py"} if name == "docs/cluster.md" else set())
+            allowed = {"python", "bash"} | ({"py"} if name in PY_BLOCKS_RUN_BY else set())
             assert language in allowed, f"{name}: a ```{language} block that no test runs"
     assert len(PYTHON_BLOCKS) >= 8
 
