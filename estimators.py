@@ -175,6 +175,9 @@ class _TorchEstimator(BaseEstimator):
         """Train the network on ``X`` (n_samples, n_features) and ``y``; returns ``self``."""
         return self._fit(X, y, sample_weight, partial=False)
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return "module_" in vars(self)  # what check_is_fitted asks, without scanning every attribute
+
     def _has_partial_fit(self) -> bool:
         return self.solver != "lbfgs"  # as in MLP: L-BFGS needs the full batch
 
@@ -351,9 +354,7 @@ class _TorchEstimator(BaseEstimator):
     def _check_raw(self, raw: torch.Tensor) -> None:
         """Refuse outputs that cannot be raw scores for this estimator's loss (the classifier's)."""
 
-    def _score_module(
-        self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
-    ) -> float:
+    def _score_module(self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None) -> float:
         """The validation score early stopping watches: accuracy or R^2."""
         raise NotImplementedError
 
@@ -598,10 +599,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         finite = largest.isfinite()
         return index if bool(finite.all()) else torch.where(finite, index, self._probabilities(raw).argmax(1))
 
-    def _score_module(
-        self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
-    ) -> float:
-        proba = to_numpy(_map_chunks(module, X, device, self._probabilities))
+    def _score_module(self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None) -> float:
+        proba = to_numpy(_map_chunks(module, X, self._probabilities))
         if not np.isfinite(proba).all():
             return np.nan
         labels = (proba > 0.5).astype(y.dtype) if y.ndim == 2 else self.classes_[proba.argmax(1)]
@@ -745,10 +744,8 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
     def _mean(self, raw: torch.Tensor) -> torch.Tensor:
         return raw.exp() if self.loss == "poisson" else raw
 
-    def _score_module(
-        self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None, *, device: torch.device
-    ) -> float:
-        pred = to_numpy(_map_chunks(module, X, device, self._mean))
+    def _score_module(self, module: nn.Module, X: Any, y: NDArray, w: NDArray | None) -> float:
+        pred = to_numpy(_map_chunks(module, X, self._mean))
         if not np.isfinite(pred).all():
             return np.nan
         return float(r2_score(y, pred.reshape(y.shape), sample_weight=w))
@@ -1545,9 +1542,9 @@ class _Training:
         R^2), minus the loss for 'loss', else the scorer's value."""
         model, module, val, device = self.model, self.module, cast(_Held, self.val), self.data.Y.device
         if model.scoring is None:
-            return model._score_module(module, val.X, val.y, val.w, device=device)
+            return model._score_module(module, val.X, val.y, val.w)
         if model.scoring == "loss":
-            raw = _map_chunks(module, val.X, device, lambda raw: raw)
+            raw = _map_chunks(module, val.X, lambda raw: raw)
             w = None if val.w is None else to_tensor(val.w, device=device)
             total = len(val.y) if val.w is None else float(val.w.sum())
             return -self.reported([_Losses(model._losses(raw, to_tensor(val.Y, device=device)), w)]) / total
@@ -1696,16 +1693,13 @@ def _weight_matrices(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
 # --- 7. inference -----------------------------------------------------------------------------------
 
 
-def _map_chunks(
-    module: nn.Module,
-    X: Any,
-    device: torch.device,
-    fn: Callable[[torch.Tensor], torch.Tensor],
-) -> torch.Tensor:
-    """``fn(module(rows))`` over ``X`` in chunks of rows cast to the module's dtype, under inference
-    mode."""
+def _map_chunks(module: nn.Module, X: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``fn(module(rows))`` over ``X`` in chunks of rows, on the module's device and cast to its dtype,
+    under inference mode."""
     n, step = X.shape[0], _chunk_rows(module, X, inference=True)
-    dtype = next(module.parameters()).dtype
+    weight = next(module.parameters())
+    device = weight.device
+    dtype = None if torch_dtype(X.dtype) == weight.dtype else weight.dtype  # None: no cast to check
     with torch.inference_mode():
         out = fn(module(_batch(module, X, slice(0, step), device, dtype)))
         if n > step:
@@ -1722,12 +1716,9 @@ def _forward(est: _TorchEstimator, X: Any, fn: Callable[[torch.Tensor], torch.Te
     """``fn`` of the module's raw outputs for ``X``: a tensor on the module's device, floating
     results in the wider of X's dtype (float32 or float64, as validate_data makes it) and the
     module's, as NumPy's promotion makes MLP's."""
-    weight = next(est.module_.parameters())  # inference runs where the module lives, in its dtype
     X_ = validate_data(est, _host(X), reset=False, accept_sparse="csr", dtype=(np.float64, np.float32))
-    X_ = _canonical(X_)
-    out = _map_chunks(est.module_, X_, weight.device, fn)
-    wider = torch.promote_types(torch_dtype(X_.dtype), weight.dtype)
-    return out.to(wider) if out.is_floating_point() else out
+    out = _map_chunks(est.module_, _canonical(X_), fn)  # where the module lives, in its dtype
+    return out.to(torch.promote_types(torch_dtype(X_.dtype), out.dtype)) if out.is_floating_point() else out
 
 
 def _to_caller(X: Any, out: torch.Tensor) -> Output:
