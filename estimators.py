@@ -171,9 +171,25 @@ class _TorchEstimator(BaseEstimator):
         tags.array_api_support = True  # tensor in, tensor out under array_api_dispatch
         return tags
 
-    def fit(self: _Estimator, X: Any, y: Any, sample_weight: Any = None) -> _Estimator:
-        """Train the network on ``X`` (n_samples, n_features) and ``y``; returns ``self``."""
-        return self._fit(X, y, sample_weight, partial=False)
+    def fit(
+        self: _Estimator,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        *,
+        X_val: Any = None,
+        y_val: Any = None,
+        sample_weight_val: Any = None,
+    ) -> _Estimator:
+        """Train the network on ``X`` (n_samples, n_features) and ``y``; returns ``self``.
+
+        ``X_val`` and ``y_val`` (and ``sample_weight_val``) are a validation set of the caller's for early
+        stopping, in place of ``validation_fraction`` of X, as in HistGradientBoosting's fit.
+        """
+        given = (X_val, y_val, sample_weight_val)
+        return self._fit(
+            X, y, sample_weight, partial=False, validation=None if all(v is None for v in given) else given
+        )
 
     def __sklearn_is_fitted__(self) -> bool:
         return "module_" in vars(self)  # what check_is_fitted asks, without scanning every attribute
@@ -247,11 +263,18 @@ class _TorchEstimator(BaseEstimator):
     # The fit story: check -> validate -> seed -> build or continue -> hold out -> train -> record.
 
     def _fit(
-        self: _Estimator, X: Any, y: Any, sample_weight: Any, *, partial: bool, classes: Any = None
+        self: _Estimator,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        *,
+        partial: bool,
+        classes: Any = None,
+        validation: tuple[Any, Any, Any] | None = None,
     ) -> _Estimator:
         # Training needs autograd, also inside a caller's no_grad() or inference_mode() block.
         with torch.inference_mode(False), torch.enable_grad():
-            fitted = self._train(X, y, sample_weight, partial=partial, classes=classes)
+            fitted = self._train(X, y, sample_weight, partial, classes, validation)
         # Fit's one write: everything it computed, at once; a call that raised has written nothing.
         if isinstance(self.random_state, np.random.RandomState):  # as MLP: each call that succeeds
             self.random_state.set_state(fitted["_rng"].get_state())  # advances a RandomState passed in
@@ -260,7 +283,15 @@ class _TorchEstimator(BaseEstimator):
         self.__dict__.update(fitted)
         return self
 
-    def _train(self, X: Any, y: Any, sample_weight: Any, *, partial: bool, classes: Any) -> dict[str, Any]:
+    def _train(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        partial: bool,
+        classes: Any,
+        validation: tuple[Any, Any, Any] | None,
+    ) -> dict[str, Any]:
         """Train a network on ``X`` and ``y``; return the fitted attributes, changing nothing."""
         start = _check_parameters(self, partial)
         X_, y_, device, seen = _validate_X_y(self, X, y, reset=not start.continues)
@@ -273,6 +304,7 @@ class _TorchEstimator(BaseEstimator):
         # The model as fit will record it, for the steps below that read it: a view, so that nothing is
         # written on the estimator before training succeeds.
         model = _view(self, **seen, **targets)
+        given = None if validation is None else _validation_set(model, *validation, dtype, start)
         # MLP's random stream: the same random_state draws the same initial weights and shuffles. Each
         # call draws from a copy (of the caller's RandomState, as MLP draws from it, else of the fitted
         # stream), so a failed call leaves both as they were.
@@ -286,7 +318,7 @@ class _TorchEstimator(BaseEstimator):
             else:
                 module = _build_module(model, X_, device, rng, cuda)
             split = model._split_state if start.continues else None
-            X_, Y, w, val, split = _hold_out(model, X_, Y, y_, w, rng, split)
+            X_, Y, w, val, split = _hold_out(model, X_, Y, y_, w, rng, split, given)
             data = _rows(X_, Y, w, device, torch_dtype(dtype))
             if self.module is not None and not start.continues:  # a dry run, which also sizes lazy layers
                 _check_outputs(model, module, data)
@@ -895,16 +927,18 @@ def _resolve_device(est: _TorchEstimator, X: Any) -> torch.device:
     return _device(est.device)  # a ValueError for a device this machine or torch build lacks
 
 
-def _check_weights(sample_weight: Any, n: int, dtype: np.dtype[Any]) -> NDArray | None:
+def _check_weights(
+    sample_weight: Any, n: int, dtype: np.dtype[Any], name: str = "sample_weight"
+) -> NDArray | None:
     if sample_weight is None:
         return None
     if isinstance(sample_weight, Real):  # one weight for every sample, as MLP accepts
         sample_weight = np.full(n, sample_weight)
-    w: NDArray = check_array(_host(sample_weight), ensure_2d=False, dtype=dtype, input_name="sample_weight")
+    w: NDArray = check_array(_host(sample_weight), ensure_2d=False, dtype=dtype, input_name=name)
     if w.shape != (n,):
-        raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},), one per sample")
+        raise ValueError(f"{name} has shape {w.shape}; expected ({n},), one per sample")
     if (w < 0).any() or not w.any():
-        raise ValueError("sample_weight must be >= 0 with at least one non-zero weight")
+        raise ValueError(f"{name} must be >= 0 with at least one non-zero weight")
     return w
 
 
@@ -926,16 +960,17 @@ def _hold_out(
     w: NDArray | None,
     rng: np.random.RandomState,
     split: dict[str, Any] | None,
+    given: _Held | None,
 ) -> tuple[Any, NDArray, NDArray | None, _Held | None, dict[str, Any] | None]:
-    """The training part ``(X, Y, w)`` and, with early stopping, the validation part of the data, and
-    the state of the random stream the split drew from.
+    """The training part ``(X, Y, w)`` and, with early stopping, the validation part of the data (the
+    caller's own, ``given``, or a split of X), and the state of the random stream the split drew from.
 
     As in MLP, L-BFGS trains on all of it, and the first split takes MLP's draws from the random stream.
     Its state before the split (``split``, once fitted) is kept, so warm-started fits validate on the
     same rows (given the same data).
     """
-    if not est.early_stopping or est.solver == "lbfgs":
-        return X, Y, w, None, split
+    if not est.early_stopping or est.solver == "lbfgs" or given is not None:
+        return X, Y, w, given, split
     if est.validation_fraction == 0:
         raise ValueError(
             "early_stopping needs a validation split, and validation_fraction=0 holds out none: "
@@ -968,6 +1003,39 @@ def _hold_out(
                 f"early_stopping=False"
             )
     return X_tr, Y_tr, w_tr, _Held(X_val, y_val, Y_val, w_val), split
+
+
+def _validation_set(
+    est: _TorchEstimator, X: Any, y: Any, sample_weight: Any, dtype: np.dtype[Any], start: _Start
+) -> _Held:
+    """fit's ``X_val``, ``y_val`` and ``sample_weight_val``, checked against the training data, with the
+    targets as the loss takes them and the class weights applied, as HistGradientBoosting applies them."""
+    if X is None or y is None:
+        raise ValueError(
+            "X_val and y_val come together: pass both (and sample_weight_val, if any), or neither"
+        )
+    if not est.early_stopping or est.solver == "lbfgs":
+        raise ValueError(
+            f"X_val and y_val are a validation set for early stopping, which is off here (early_stopping="
+            f"{est.early_stopping}, solver={est.solver!r}): set early_stopping=True with adam or sgd"
+        )
+    X_, y_ = validate_data(
+        est, _host(X), _host(y), reset=False, accept_sparse="csr", dtype=(np.float64, np.float32),
+        multi_output=True, y_numeric=not is_classifier(est),
+    )  # fmt: skip
+    y_ = y_.toarray() if scipy.sparse.issparse(y_) else y_
+    try:
+        Y, _ = est._encode_targets(y_, dtype, _Start.PARTIAL, None)  # against the fitted targets
+    except ValueError as err:
+        raise ValueError(f"y_val does not fit the training targets: {err}") from err
+    if Y.ndim == 2 and Y.shape[1] != est.n_outputs_ or X_.shape[0] < 2:
+        raise ValueError(
+            f"X_val and y_val need at least 2 rows and {est.n_outputs_} outputs, as y has; they have "
+            f"{X_.shape[0]} and {Y.shape[1] if Y.ndim == 2 else 1}"
+        )
+    w = _check_weights(sample_weight, X_.shape[0], dtype, "sample_weight_val")
+    w = est._weigh_classes(w, y_, dtype, getattr(est, "classes_", None), start)
+    return _Held(_canonical(X_), y_, Y, w)
 
 
 class _Rows(NamedTuple):
@@ -1428,8 +1496,11 @@ class _Training:
                 progress.add_loss(loss, model.tol)
                 if val is None:
                     self.check_finite(loss, progress.n_iter)
-                elif progress.add_score(self.validation_score(), model.tol):
-                    best = copy.deepcopy(module.state_dict())
+                else:
+                    improved = progress.add_score(self.validation_score(), model.tol)
+                    if model.verbose:
+                        print(f"Validation score: {progress.validation_scores[-1]:f}")
+                    best = copy.deepcopy(module.state_dict()) if improved else best
                 self.schedule(optimizer, progress.t)
                 if progress.stalled > model.n_iter_no_change:
                     if self.stop_or_slow_down(optimizer):
@@ -1584,18 +1655,20 @@ class _Training:
             optimizer.learning_rate = float(model.learning_rate_init / (t + 1) ** model.power_t)
 
     def stop_or_slow_down(self, optimizer: _Optimizer) -> bool:
-        """At a stall: stop, or with sgd's 'adaptive' rate divide it by 5 and go on (stop at 1e-6)."""
+        """At a stall: stop, or with sgd's 'adaptive' rate divide it by 5 and go on (stop at 1e-6); with
+        verbose, say so in MLP's words."""
         model, lr = self.model, optimizer.learning_rate
-        if model.solver == "sgd" and model.learning_rate == "adaptive" and lr > 1e-6:
+        adaptive = model.solver == "sgd" and model.learning_rate == "adaptive"
+        slow_down = adaptive and lr > 1e-6
+        watched = "Validation score" if self.val is not None else "Training loss"
+        stall = f"tol={model.tol:f} for {model.n_iter_no_change} consecutive epochs."
+        if slow_down:
             optimizer.learning_rate = lr / 5
-            if model.verbose:
-                print(f"Learning rate lowered to {lr / 5:.6f}")
-            return False
         if model.verbose:
-            watched = "validation score" if model.early_stopping else "training loss"
-            stall = f"tol={model.tol} for {model.n_iter_no_change} epochs"
-            print(f"Stopping: the {watched} did not improve by {stall}")
-        return True
+            then = f"Setting learning rate to {lr / 5:f}" if slow_down else "Stopping."
+            too_small = " Learning rate too small." if adaptive and not slow_down else ""
+            print(f"{watched} did not improve more than {stall}{too_small} {then}")
+        return not slow_down
 
     def lbfgs(self) -> dict[str, Any]:
         """Full-batch L-BFGS as MLP runs it: SciPy's L-BFGS-B with max_iter, max_fun and gtol=tol, on

@@ -2281,6 +2281,112 @@ def test_a_factory_taking_keyword_arguments_gets_mlps_sizes() -> None:
     assert seen == [{"hidden_layer_sizes": (8,), "activation": "tanh"}, {"hidden_layer_sizes": (6,), "activation": "relu"}]
 
 
+# --- long training: a validation set of one's own, MLP's verbose lines ---------------------------
+
+
+def split_blobs() -> tuple[NDArray, NDArray, NDArray, NDArray]:
+    X, y = blobs(n=90)
+    return X[:60], y[:60], X[60:], y[60:]
+
+
+@quiet
+def test_a_validation_set_of_ones_own_replaces_the_split() -> None:
+    X, y, X_val, y_val = split_blobs()
+    w_val = np.linspace(0.5, 1.5, len(y_val))
+    clf = TorchClassifier(early_stopping=True, max_iter=30, n_iter_no_change=30, **FAST_ES)
+    clf.fit(X, y, X_val=X_val, y_val=y_val, sample_weight_val=w_val)
+    assert clf.t_ == clf.n_iter_ * len(X)  # every row trained: nothing was held out
+    # The best weights are kept: their score on the caller's set is the best validation score.
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.score(X_val, y_val, sample_weight=w_val) == pytest.approx(clf.best_validation_score_)
+    reg = TorchRegressor(early_stopping=True, max_iter=20, **FAST_ES)
+    Xr, yr = regression(n=90)
+    reg.fit(Xr[:60], yr[:60], X_val=scipy.sparse.csr_matrix(Xr[60:]), y_val=torch.from_numpy(yr[60:]))
+    assert reg.score(Xr[60:], yr[60:]) == pytest.approx(reg.best_validation_score_)
+    warm = clone(clf).set_params(warm_start=True).fit(X, y, X_val=X_val, y_val=y_val)
+    first = len(warm.validation_scores_)
+    warm.fit(X, y, X_val=X_val, y_val=y_val)  # the bookkeeping goes on, on the same set
+    assert len(warm.validation_scores_) > first
+
+
+FAST_ES: dict[str, Any] = {"hidden_layer_sizes": (8,), "learning_rate_init": 0.01, "random_state": 0}
+
+
+@pytest.mark.parametrize(
+    ("given", "params", "match"),
+    [
+        ({"X_val": "X_val"}, {}, "come together"),
+        ({"y_val": "y_val"}, {}, "come together"),
+        ({"sample_weight_val": "w_val"}, {}, "come together"),
+        ({"X_val": "X_val", "y_val": "y_val"}, {"early_stopping": False}, "early_stopping=False"),
+        ({"X_val": "X_val", "y_val": "y_val"}, {"solver": "lbfgs"}, "'lbfgs'"),
+        ({"X_val": "X_val[:, :3]", "y_val": "y_val"}, {}, "3 features"),
+        ({"X_val": "X_val", "y_val": "y_val[:10]"}, {}, "inconsistent numbers of samples"),
+        ({"X_val": "X_val", "y_val": "y_val + 7"}, {}, "y_val does not fit"),
+        ({"X_val": "X_val[:1]", "y_val": "y_val[:1]"}, {}, "at least 2 rows"),
+        ({"X_val": "X_val", "y_val": "y_val", "sample_weight_val": "w_val[:5]"}, {}, "sample_weight_val"),
+    ],
+)
+def test_a_validation_set_that_does_not_fit_is_a_value_error_before_training(
+    given: dict[str, str], params: dict[str, Any], match: str
+) -> None:
+    X, y, X_val, y_val = split_blobs()
+    w_val = np.ones(len(y_val))
+    clf = TorchClassifier(early_stopping=True, warm_start=True, max_iter=3, **FAST_ES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    before = dict(vars(clf))
+    arguments = {name: eval(code, {"X_val": X_val, "y_val": y_val, "w_val": w_val}) for name, code in given.items()}
+    with pytest.raises(ValueError, match=re.escape(match)):
+        clf.set_params(**params).fit(X, y, **arguments)
+    assert all(vars(clf)[k] is v for k, v in before.items() if k not in params)
+
+
+@quiet
+@pytest.mark.skipif(
+    tuple(int(n) for n in sklearn.__version__.split(".")[:2]) < (1, 7),
+    reason="Pipeline(transform_input=...) arrived in scikit-learn 1.7",
+)
+def test_a_pipeline_sends_the_validation_set_through_its_steps() -> None:
+    X, y, X_val, y_val = split_blobs()
+    X, X_val = X * 100 + 50, X_val * 100 + 50  # the scaler matters
+    with sklearn.config_context(enable_metadata_routing=True):
+        clf = TorchClassifier(early_stopping=True, max_iter=20, **FAST_ES).set_fit_request(X_val=True, y_val=True)
+        pipe = Pipeline([("scale", StandardScaler()), ("clf", clf)], transform_input=["X_val"])
+        pipe.fit(X, y, X_val=X_val, y_val=y_val)
+        assert pipe.score(X_val, y_val) == pytest.approx(pipe[-1].best_validation_score_)
+
+
+def verbose_lines(est: Any, X: Any, y: Any, capsys: Any) -> list[str]:
+    """The lines ``est.fit`` prints, numbers masked, each once, in order of first appearance."""
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    masked = [re.sub(r"-?\d+(\.\d+)?|nan|inf", "#", line) for line in capsys.readouterr().out.splitlines()]
+    return list(dict.fromkeys(masked))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"solver": "adam"},
+        {"solver": "sgd", "learning_rate": "adaptive", "learning_rate_init": 1e-3, "tol": 1.0},
+        {"solver": "sgd", "learning_rate": "adaptive", "learning_rate_init": 2e-6, "tol": 1.0},
+        {"solver": "lbfgs"},
+    ],
+)
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_verbose_prints_mlps_lines(params: dict[str, Any], early_stopping: bool, capsys: Any) -> None:
+    X, y = blobs(n=90)
+    shared = {"hidden_layer_sizes": (8,), "max_iter": 12, "n_iter_no_change": 2, "random_state": 0}
+    shared |= {"verbose": True, "early_stopping": early_stopping, "tol": 1e-4, **params}
+    ours = verbose_lines(TorchClassifier(**shared), X, y, capsys)
+    theirs = verbose_lines(MLPClassifier(**shared), X, y, capsys)
+    assert ours == theirs
+
+
 # --- threads: one for small steps, in the fitting thread only ------------------------------------
 
 
