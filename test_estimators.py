@@ -446,7 +446,7 @@ def test_early_stopping_records_validation_scores() -> None:
     clf = TorchClassifier(early_stopping=True, max_iter=50, n_iter_no_change=3, random_state=0).fit(X, y)
     assert clf.validation_scores_ is not None and clf.best_loss_ is None
     assert len(clf.validation_scores_) == clf.n_iter_
-    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_validation_score_ == max(clf.validation_scores_ or [])
     plain = TorchClassifier(**TINY).fit(X, y)
     assert plain.validation_scores_ is None and plain.best_validation_score_ is None
     assert plain.best_loss_ == min(plain.loss_curve_)
@@ -2297,7 +2297,7 @@ def test_a_validation_set_of_ones_own_replaces_the_split() -> None:
     clf.fit(X, y, X_val=X_val, y_val=y_val, sample_weight_val=w_val)
     assert clf.t_ == clf.n_iter_ * len(X)  # every row trained: nothing was held out
     # The best weights are kept: their score on the caller's set is the best validation score.
-    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_validation_score_ == max(clf.validation_scores_ or [])
     assert clf.score(X_val, y_val, sample_weight=w_val) == pytest.approx(clf.best_validation_score_)
     reg = TorchRegressor(early_stopping=True, max_iter=20, **FAST_ES)
     Xr, yr = regression(n=90)
@@ -2380,8 +2380,8 @@ def verbose_lines(est: Any, X: Any, y: Any, capsys: Any) -> list[str]:
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_verbose_prints_mlps_lines(params: dict[str, Any], early_stopping: bool, capsys: Any) -> None:
     X, y = blobs(n=90)
-    shared = {"hidden_layer_sizes": (8,), "max_iter": 12, "n_iter_no_change": 2, "random_state": 0}
-    shared |= {"verbose": True, "early_stopping": early_stopping, "tol": 1e-4, **params}
+    shared: dict[str, Any] = {"hidden_layer_sizes": (8,), "max_iter": 12, "n_iter_no_change": 2}
+    shared |= {"random_state": 0, "verbose": True, "early_stopping": early_stopping, "tol": 1e-4, **params}
     ours = verbose_lines(TorchClassifier(**shared), X, y, capsys)
     theirs = verbose_lines(MLPClassifier(**shared), X, y, capsys)
     assert ours == theirs
