@@ -74,6 +74,25 @@ from torch import nn
 from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
+try:  # scikit-learn 1.9 and later: callbacks (set_callbacks), which Pipeline and searches pass down
+    from sklearn.callback import CallbackSupportMixin, with_callbacks
+except ImportError:  # before 1.9 the estimators fit as ever, and have no set_callbacks
+
+    class CallbackSupportMixin:  # type: ignore[no-redef]  # a stand-in that adds nothing
+        pass
+
+    def with_callbacks(method: Any) -> Any:
+        return method
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _with_callbacks(method: _Method) -> _Method:
+    """scikit-learn's with_callbacks, typed: its callbacks' teardown after the method, whatever happens."""
+    return cast(_Method, with_callbacks(method))
+
+
 # bridge.py sits beside this file: both at a project's top level, or both inside a package of yours.
 if TYPE_CHECKING:
     # mypy reads only this branch. A star import it cannot resolve binds nothing, so whichever of the
@@ -102,7 +121,7 @@ _Estimator = TypeVar("_Estimator", bound="_TorchEstimator")
 # --- 1. what both estimators share, and the fit story -----------------------------------------------
 
 
-class _TorchEstimator(BaseEstimator):
+class _TorchEstimator(CallbackSupportMixin, BaseEstimator):
     """What both estimators share: MLP's parameters, fit, and the hooks each estimator fills in."""
 
     # MLP's parameter constraints (the same from scikit-learn 1.6.1 to 1.9), and ours, in scikit-learn's
@@ -262,6 +281,7 @@ class _TorchEstimator(BaseEstimator):
 
     # The fit story: check -> validate -> seed -> build or continue -> hold out -> train -> record.
 
+    @_with_callbacks
     def _fit(
         self: _Estimator,
         X: Any,
@@ -323,11 +343,14 @@ class _TorchEstimator(BaseEstimator):
             if self.module is not None and not start.continues:  # a dry run, which also sizes lazy layers
                 _check_outputs(model, module, data)
             optimizer = self._make_optimizer(module, device, resume=start is _Start.PARTIAL)
-            training = _Training(model, module, optimizer, data, val)
+            steps = 1 if start in (_Start.FIRST_PARTIAL, _Start.PARTIAL) else self.max_iter
+            callbacks = _Callbacks(self, steps, X_, y_, {**seen, **targets})
+            training = _Training(model, module, optimizer, data, val, callbacks)
             if val is not None and self.scoring not in (None, "loss"):
                 training.check_scorer()
             with _threads_for(training.step_rows() * sum(p.numel() for p in module.parameters())):
                 trained = training.run(rng, start, _Progress.of(model, start, val is not None))
+            callbacks.end(callbacks.root, module)
             global_states = _global_rng_states(cuda) if self.module is not None else None
         module.eval()  # predict is pure: it relies on eval mode and never toggles it
         return {
@@ -1463,6 +1486,37 @@ class _Losses(NamedTuple):
         return _Losses(self.losses.detach(), self.w)
 
 
+class _Callbacks:
+    """scikit-learn's callbacks (1.9 and later, set by set_callbacks or passed down by a Pipeline or a
+    search), told of fit as a task whose subtasks are epochs, or L-BFGS iterations. A callback that
+    predicts gets the estimator as fit would record it at that point (``fitted`` and the module then).
+    Without callback support every call does nothing."""
+
+    def __init__(self, est: _TorchEstimator, steps: int, X: Any, y: Any, fitted: dict[str, Any]) -> None:
+        start = getattr(est, "_init_callback_context", None)  # sets what with_callbacks removes
+        self.root = None if start is None else start(max_subtasks=steps)
+        self.est, self.data, self.fitted = est, {"X": X, "y": y}, fitted
+        if self.root is not None:
+            self.root.call_on_fit_task_begin(estimator=est, **self.data)
+
+    def begin(self) -> Any:
+        """Begin a step (an epoch, an iteration): its context, or None."""
+        if self.root is None:
+            return None
+        step = self.root.subcontext(task_name="epoch")
+        step.call_on_fit_task_begin(estimator=self.est, **self.data)
+        return step
+
+    def end(self, task: Any, module: nn.Module) -> bool:
+        """End ``task`` (a step, or fit itself); whether a callback asks training to stop."""
+        if task is None:
+            return False
+        model = lambda: {**self.fitted, "module_": copy.deepcopy(module).eval()}  # noqa: E731  # lazily
+        return bool(
+            task.call_on_fit_task_end(estimator=self.est, **self.data, reconstruction_attributes=model)
+        )
+
+
 @dataclass
 class _Training:
     """One fit's training of ``module`` on ``data`` (and ``val``, with early stopping): epochs of
@@ -1474,6 +1528,7 @@ class _Training:
     optimizer: _Optimizer | None
     data: _Rows
     val: _Held | None
+    callbacks: _Callbacks
 
     def run(self, rng: np.random.RandomState, start: _Start, progress: _Progress) -> dict[str, Any]:
         """Train the module in place, on from ``progress``; return the fitted attributes that describe
@@ -1487,6 +1542,7 @@ class _Training:
         best = copy.deepcopy(module.state_dict()) if start.continues and val is not None else None
         try:
             for _ in range(1 if one_epoch else model.max_iter):
+                epoch = self.callbacks.begin()
                 # MLP's draws; a fresh permutation each epoch, so that partial_fit repeats fit exactly.
                 order = rng.permutation(data.n) if model.shuffle else None
                 loss = self.epoch(optimizer, order)
@@ -1502,6 +1558,8 @@ class _Training:
                         print(f"Validation score: {progress.validation_scores[-1]:f}")
                     best = copy.deepcopy(module.state_dict()) if improved else best
                 self.schedule(optimizer, progress.t)
+                if self.callbacks.end(epoch, module):  # a callback asks training to stop
+                    break
                 if progress.stalled > model.n_iter_no_change:
                     if self.stop_or_slow_down(optimizer):
                         break
@@ -1687,6 +1745,7 @@ class _Training:
                 method="L-BFGS-B",
                 jac=True,
                 options={"maxiter": model.max_iter, "maxfun": model.max_fun, "gtol": model.tol},
+                callback=lambda _: self.callbacks.end(self.callbacks.begin(), module),  # each iteration
             )
         module.to(torch.float64)  # in place: params stay the module's parameters
         with _flat_parameters(params) as (flat, _):

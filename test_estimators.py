@@ -2387,6 +2387,87 @@ def test_verbose_prints_mlps_lines(params: dict[str, Any], early_stopping: bool,
     assert ours == theirs
 
 
+callbacks_1_9 = pytest.mark.skipif(
+    tuple(int(n) for n in sklearn.__version__.split(".")[:2]) < (1, 9),
+    reason="scikit-learn's callbacks (set_callbacks) arrived in scikit-learn 1.9",
+)
+
+
+@callbacks_1_9
+@quiet
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_a_scoring_monitor_scores_every_epoch_and_the_fit(solver: str) -> None:
+    from sklearn.callback import ScoringMonitor
+
+    X, y = blobs(n=90)
+    monitor = ScoringMonitor(scoring="accuracy")
+    clf = TorchClassifier(solver=solver, max_iter=8, **FAST_ES).set_callbacks(monitor).fit(X, y)
+    rows = monitor.get_logs().data
+    steps = [row["accuracy"] for row in rows if row["task_name"] == "epoch"]
+    assert len(steps) == clf.n_iter_  # an epoch, or an L-BFGS iteration, each
+    assert [row["accuracy"] for row in rows if row["task_name"] == "fit"] == [clf.score(X, y)]
+    assert steps[-1] == clf.score(X, y)  # the last step's model is the fitted one
+    assert "_callback_fit_ctx" not in vars(clf)  # scikit-learn's teardown ran
+
+
+class StopOrRaise:
+    """A callback that asks training to stop, or raises, at the end of epoch ``at`` (counted from 1)."""
+
+    def __init__(self, at: int, error: type[Exception] | None = None) -> None:
+        self.at, self.error = at, error
+
+    def setup(self, estimator: Any, context: Any) -> None:
+        pass
+
+    def teardown(self, estimator: Any, context: Any) -> None:
+        pass
+
+    def on_fit_task_begin(self, estimator: Any, context: Any) -> None:
+        pass
+
+    def on_fit_task_end(self, estimator: Any, context: Any) -> bool:
+        if context.task_name != "epoch" or context.task_id + 1 < self.at:
+            return False
+        if self.error is not None:
+            raise self.error("raised by a callback")
+        return True
+
+
+@callbacks_1_9
+@quiet
+def test_a_callback_may_stop_training_and_one_that_raises_changes_nothing() -> None:
+    X, y = blobs(n=90)
+    clf = TorchClassifier(max_iter=20, warm_start=True, **FAST_ES).set_callbacks(StopOrRaise(3)).fit(X, y)
+    assert clf.n_iter_ == 3
+    before, weights = dict(vars(clf)), [p.clone() for p in clf.module_.parameters()]
+    clf.set_callbacks(StopOrRaise(2, RuntimeError))
+    with pytest.raises(RuntimeError, match="raised by a callback"):
+        clf.fit(X, y)
+    assert all(vars(clf)[k] is v for k, v in before.items() if k != "_skl_callbacks")
+    assert all(torch.equal(p, w) for p, w in zip(clf.module_.parameters(), weights, strict=True))
+
+
+@callbacks_1_9
+@quiet
+def test_callbacks_reach_the_estimator_inside_a_pipeline_and_a_search() -> None:
+    from sklearn.callback import ScoringMonitor
+
+    X, y = blobs(n=90)
+    monitor = ScoringMonitor(scoring="accuracy")
+    pipe = make_pipeline(StandardScaler(), TorchClassifier(max_iter=4, **FAST_ES).set_callbacks(monitor))
+    search = GridSearchCV(pipe, {"torchclassifier__alpha": [1e-4, 1e-2]}, cv=2).fit(X, y)
+    (run,) = monitor.get_logs(select="all")  # one run: the search's, its fits within it
+    tasks = [row["task_name"] for row in run.data if row["estimator_name"] == "TorchClassifier"]
+    assert tasks.count("fit") == 5 and tasks.count("epoch") == 5 * 4  # 2 candidates x 2 folds, the refit
+    assert search.best_estimator_[-1].n_iter_ == 4
+    pytest.importorskip("rich", reason="ProgressBar needs rich: pip install -e '.[progress]'")
+    from sklearn.callback import ProgressBar
+
+    GridSearchCV(TorchClassifier(max_iter=3, **FAST_ES), {"alpha": [1e-4]}, cv=2).set_callbacks(
+        ProgressBar()
+    ).fit(X, y)
+
+
 # --- threads: one for small steps, in the fitting thread only ------------------------------------
 
 
