@@ -2134,10 +2134,11 @@ def _warn_not_converged(why: str) -> None:
 
 
 def _warn(message: str, category: type[Warning]) -> None:
-    """Warn from the first frame outside this module: the caller's line, or scikit-learn's when a
-    search or cross-validation calls fit (where ``filterwarnings(module="sklearn")`` reaches it)."""
+    """Warn from the first frame outside this module (and scikit-learn's with_callbacks around fit): the
+    caller's line, or scikit-learn's when a search or cross-validation calls fit (where
+    ``filterwarnings(module="sklearn")`` reaches it)."""
     frame: types.FrameType | None = sys._getframe()  # CPython's; 3.12's skip_file_prefixes does this
-    level = 1
-    while frame is not None and frame.f_globals.get("__name__") == __name__:
+    level, ours = 1, (__name__, with_callbacks.__module__)
+    while frame is not None and frame.f_globals.get("__name__") in ours:
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

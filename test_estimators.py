@@ -1326,7 +1326,8 @@ def test_a_module_factory_may_fit_another_custom_model() -> None:
 @quiet
 def test_verbose_says_why_training_stopped(capsys: pytest.CaptureFixture[str]) -> None:
     TorchClassifier(tol=10.0, n_iter_no_change=1, max_iter=50, verbose=True).fit(*blobs())
-    assert capsys.readouterr().out.splitlines()[-1].startswith("Stopping: the training loss did not improve")
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "Training loss did not improve more than tol=10.000000 for 1 consecutive epochs. Stopping."
 
 
 # --- sparse input ------------------------------------------------------------------------------
@@ -2303,6 +2304,12 @@ def test_a_validation_set_of_ones_own_replaces_the_split() -> None:
     Xr, yr = regression(n=90)
     reg.fit(Xr[:60], yr[:60], X_val=scipy.sparse.csr_matrix(Xr[60:]), y_val=torch.from_numpy(yr[60:]))
     assert reg.score(Xr[60:], yr[60:]) == pytest.approx(reg.best_validation_score_)
+    frame, frame_val = pd.DataFrame(X, columns=list("abcd")), pd.DataFrame(X_val, columns=list("abcd"))
+    assert clone(clf).fit(frame, y, X_val=frame_val, y_val=y_val).n_iter_ > 0
+    with sklearn.config_context(array_api_dispatch=True):  # tensors in, as under dispatch
+        on_tensors = clone(clf).fit(torch.from_numpy(X), torch.from_numpy(y), X_val=torch.from_numpy(X_val),
+                                    y_val=torch.from_numpy(y_val))
+    assert on_tensors.n_iter_ > 0
     warm = clone(clf).set_params(warm_start=True).fit(X, y, X_val=X_val, y_val=y_val)
     first = len(warm.validation_scores_)
     warm.fit(X, y, X_val=X_val, y_val=y_val)  # the bookkeeping goes on, on the same set
@@ -2466,6 +2473,7 @@ def test_callbacks_reach_the_estimator_inside_a_pipeline_and_a_search() -> None:
     GridSearchCV(TorchClassifier(max_iter=3, **FAST_ES), {"alpha": [1e-4]}, cv=2).set_callbacks(
         ProgressBar()
     ).fit(X, y)
+    make_pipeline(StandardScaler(), TorchClassifier(max_iter=3, **FAST_ES)).set_callbacks(ProgressBar()).fit(X, y)
 
 
 # --- threads: one for small steps, in the fitting thread only ------------------------------------
