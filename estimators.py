@@ -337,14 +337,14 @@ class _TorchEstimator(CallbackSupportMixin, BaseEstimator):
                 module = _resume(model, device, cuda)
             else:
                 module = _build_module(model, X_, device, rng, cuda)
-            split = model._split_state if start.continues else None
+            split, given_data = model._split_state if start.continues else None, (X_, y_)
             X_, Y, w, val, split = _hold_out(model, X_, Y, y_, w, rng, split, given)
             data = _rows(X_, Y, w, device, torch_dtype(dtype))
             if self.module is not None and not start.continues:  # a dry run, which also sizes lazy layers
                 _check_outputs(model, module, data)
             optimizer = self._make_optimizer(module, device, resume=start is _Start.PARTIAL)
             steps = 1 if start in (_Start.FIRST_PARTIAL, _Start.PARTIAL) else self.max_iter
-            callbacks = _Callbacks(self, steps, X_, y_, {**seen, **targets})
+            callbacks = _Callbacks(self, steps, *given_data, {**seen, **targets})  # all of fit's rows
             training = _Training(model, module, optimizer, data, val, callbacks)
             if val is not None and self.scoring not in (None, "loss"):
                 training.check_scorer()
@@ -596,7 +596,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
                 "does not have: pass a dict, e.g. dict(zip(classes, sklearn.utils.class_weight."
                 "compute_class_weight('balanced', classes=classes, y=y_all)))"
             )
-        else:  # 'balanced': n_samples / (n_classes * count), as compute_class_weight defines it
+        else:  # 'balanced': n_samples / (n_classes * count) over the classes y holds (y_val may lack some)
+            classes = np.unique(y)
             factors = compute_class_weight("balanced", classes=classes, y=y)
         per_sample: NDArray = factors[np.searchsorted(classes, y)].astype(dtype)
         weighted = per_sample if w is None else w * per_sample
@@ -1042,20 +1043,25 @@ def _validation_set(
             f"X_val and y_val are a validation set for early stopping, which is off here (early_stopping="
             f"{est.early_stopping}, solver={est.solver!r}): set early_stopping=True with adam or sgd"
         )
-    X_, y_ = validate_data(
-        est, _host(X), _host(y), reset=False, accept_sparse="csr", dtype=(np.float64, np.float32),
-        multi_output=True, y_numeric=not is_classifier(est),
-    )  # fmt: skip
-    y_ = y_.toarray() if scipy.sparse.issparse(y_) else y_
     try:
-        Y, _ = est._encode_targets(y_, dtype, _Start.PARTIAL, None)  # against the fitted targets
+        X_, y_ = validate_data(
+            est, _host(X), _host(y), reset=False, accept_sparse="csr", dtype=(np.float64, np.float32),
+            multi_output=True, y_numeric=not is_classifier(est),
+        )  # fmt: skip
+    except ValueError as err:
+        raise ValueError(f"X_val and y_val: {err}") from err
+    y_ = y_.toarray() if scipy.sparse.issparse(y_) else y_
+    if X_.shape[0] < 2:
+        raise ValueError(f"X_val has {X_.shape[0]} row; early stopping needs at least 2")
+    unseen: Any = np.setdiff1d(y_, est.classes_) if is_classifier(est) and y_.ndim == 1 else []
+    if len(unseen):
+        raise ValueError(f"y_val has the labels {unseen}, which y has not: the classes are {est.classes_}")
+    try:
+        Y, _ = est._encode_targets(y_, dtype, _Start.PARTIAL, None)  # as the fitted targets
     except ValueError as err:
         raise ValueError(f"y_val does not fit the training targets: {err}") from err
-    if Y.ndim == 2 and Y.shape[1] != est.n_outputs_ or X_.shape[0] < 2:
-        raise ValueError(
-            f"X_val and y_val need at least 2 rows and {est.n_outputs_} outputs, as y has; they have "
-            f"{X_.shape[0]} and {Y.shape[1] if Y.ndim == 2 else 1}"
-        )
+    if Y.ndim == 2 and Y.shape[1] != est.n_outputs_:
+        raise ValueError(f"y_val has {Y.shape[1]} outputs, and y has {est.n_outputs_}")
     w = _check_weights(sample_weight, X_.shape[0], dtype, "sample_weight_val")
     w = est._weigh_classes(w, y_, dtype, getattr(est, "classes_", None), start)
     return _Held(_canonical(X_), y_, Y, w)

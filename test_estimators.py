@@ -76,7 +76,7 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid, cross_val_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 from torch import nn
 
@@ -2310,6 +2310,12 @@ def test_a_validation_set_of_ones_own_replaces_the_split() -> None:
         on_tensors = clone(clf).fit(torch.from_numpy(X), torch.from_numpy(y), X_val=torch.from_numpy(X_val),
                                     y_val=torch.from_numpy(y_val))
     assert on_tensors.n_iter_ > 0
+    # class_weight weighs the validation rows too; 'balanced' from y_val's own classes, which may be fewer
+    rare = y_val != 2
+    balanced = clone(clf).set_params(class_weight="balanced").fit(X, y, X_val=X_val[rare], y_val=y_val[rare])
+    assert balanced.score(X_val[rare], y_val[rare], sample_weight=compute_sample_weight("balanced", y_val[rare])) == (
+        pytest.approx(balanced.best_validation_score_)
+    )
     warm = clone(clf).set_params(warm_start=True).fit(X, y, X_val=X_val, y_val=y_val)
     first = len(warm.validation_scores_)
     warm.fit(X, y, X_val=X_val, y_val=y_val)  # the bookkeeping goes on, on the same set
@@ -2327,10 +2333,11 @@ FAST_ES: dict[str, Any] = {"hidden_layer_sizes": (8,), "learning_rate_init": 0.0
         ({"sample_weight_val": "w_val"}, {}, "come together"),
         ({"X_val": "X_val", "y_val": "y_val"}, {"early_stopping": False}, "early_stopping=False"),
         ({"X_val": "X_val", "y_val": "y_val"}, {"solver": "lbfgs"}, "'lbfgs'"),
-        ({"X_val": "X_val[:, :3]", "y_val": "y_val"}, {}, "3 features"),
-        ({"X_val": "X_val", "y_val": "y_val[:10]"}, {}, "inconsistent numbers of samples"),
-        ({"X_val": "X_val", "y_val": "y_val + 7"}, {}, "y_val does not fit"),
-        ({"X_val": "X_val[:1]", "y_val": "y_val[:1]"}, {}, "at least 2 rows"),
+        ({"X_val": "X_val[:, :3]", "y_val": "y_val"}, {}, "X_val and y_val: X has 3 features"),
+        ({"X_val": "X_val", "y_val": "y_val[:10]"}, {}, "X_val and y_val: Found input variables with inconsistent"),
+        ({"X_val": "X_val", "y_val": "y_val + 7"}, {}, "y_val has the labels [7 8 9], which y has not"),
+        ({"X_val": "X_val[:1]", "y_val": "y_val[:1]"}, {}, "X_val has 1 row; early stopping needs at least 2"),
+        ({"X_val": "X_val", "y_val": "np.c_[y_val == 0, y_val == 1]"}, {}, "y_val does not fit"),
         ({"X_val": "X_val", "y_val": "y_val", "sample_weight_val": "w_val[:5]"}, {}, "sample_weight_val"),
     ],
 )
@@ -2344,7 +2351,8 @@ def test_a_validation_set_that_does_not_fit_is_a_value_error_before_training(
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)
     before = dict(vars(clf))
-    arguments = {name: eval(code, {"X_val": X_val, "y_val": y_val, "w_val": w_val}) for name, code in given.items()}
+    names = {"X_val": X_val, "y_val": y_val, "w_val": w_val, "np": np}
+    arguments = {name: eval(code, names) for name, code in given.items()}
     with pytest.raises(ValueError, match=re.escape(match)):
         clf.set_params(**params).fit(X, y, **arguments)
     assert all(vars(clf)[k] is v for k, v in before.items() if k not in params)
@@ -2415,6 +2423,10 @@ def test_a_scoring_monitor_scores_every_epoch_and_the_fit(solver: str) -> None:
     assert [row["accuracy"] for row in rows if row["task_name"] == "fit"] == [clf.score(X, y)]
     assert steps[-1] == clf.score(X, y)  # the last step's model is the fitted one
     assert "_callback_fit_ctx" not in vars(clf)  # scikit-learn's teardown ran
+    split = TorchClassifier(solver=solver, early_stopping=True, max_iter=8, **FAST_ES)
+    monitor = ScoringMonitor(scoring="accuracy")
+    split.set_callbacks(monitor).fit(X, y)  # the monitor scores all of fit's rows, the split's too
+    assert [row["accuracy"] for row in monitor.get_logs().data][0] == split.score(X, y)
 
 
 class StopOrRaise:
