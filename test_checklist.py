@@ -32,7 +32,6 @@ from sklearn.base import BaseEstimator, is_classifier
 from sklearn.datasets import make_classification, make_regression
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import check_estimator
-from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from bridge import NDArray
@@ -175,8 +174,9 @@ class NeverEval(HandWrittenTutorial):
     """predict without eval mode: dropout draws anew in every call."""
 
     def _logits(self, X: Any) -> torch.Tensor:
+        model = cast(nn.Module, self.model_)
         with torch.no_grad():
-            out: torch.Tensor = cast(nn.Module, self.model_)(torch.from_numpy(np.asarray(X, dtype=np.float32)))
+            out: torch.Tensor = model(torch.from_numpy(np.asarray(X, dtype=np.float32)))
         return out
 
 
