@@ -293,7 +293,7 @@ def _tensor_type(operator: Operator) -> TensorType:
 
 
 def _onnx_type(dtype: torch.dtype) -> int:
-    return onnx.TensorProto.FLOAT if dtype == torch.float32 else onnx.TensorProto.DOUBLE
+    return int(onnx.TensorProto.FLOAT if dtype == torch.float32 else onnx.TensorProto.DOUBLE)
 
 
 def _cast(
