@@ -343,7 +343,7 @@ class _TorchEstimator(CallbackSupportMixin, BaseEstimator):
             if self.module is not None and not start.continues:  # a dry run, which also sizes lazy layers
                 _check_outputs(model, module, data)
             optimizer = self._make_optimizer(module, device, resume=start is _Start.PARTIAL)
-            steps = 1 if start in (_Start.FIRST_PARTIAL, _Start.PARTIAL) else self.max_iter
+            steps = 1 if start.one_epoch else self.max_iter
             callbacks = _Callbacks(self, steps, *given_data, {**seen, **targets})  # all of fit's rows
             training = _Training(model, module, optimizer, data, val, callbacks)
             if val is not None and self.scoring not in (None, "loss"):
@@ -426,6 +426,11 @@ class _Start(enum.Enum):
     def continues(self) -> bool:
         """Whether training goes on from the fitted model."""
         return self in (_Start.WARM, _Start.PARTIAL)
+
+    @property
+    def one_epoch(self) -> bool:
+        """Whether the call trains one epoch (partial_fit's) rather than up to max_iter."""
+        return self in (_Start.FIRST_PARTIAL, _Start.PARTIAL)
 
 
 # The names of what fit records: the attributes _TorchEstimator declares for it, named with scikit-learn's
@@ -590,7 +595,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
                     f"class_weight names labels {unknown} that are not among the classes {classes}"
                 )
             factors = np.array([cw.get(c, 1.0) for c in classes.tolist()])
-        elif start in (_Start.FIRST_PARTIAL, _Start.PARTIAL):
+        elif start.one_epoch:  # partial_fit's
             raise ValueError(
                 "class_weight='balanced' needs every label's frequency, which one partial_fit batch "
                 "does not have: pass a dict, e.g. dict(zip(classes, sklearn.utils.class_weight."
@@ -1543,7 +1548,7 @@ class _Training:
         module.train()
         if optimizer is None:
             return self.lbfgs()
-        one_epoch, first = start in (_Start.FIRST_PARTIAL, _Start.PARTIAL), progress.n_iter
+        one_epoch, first = start.one_epoch, progress.n_iter
         # Under warm start the current weights are the best validated so far.
         best = copy.deepcopy(module.state_dict()) if start.continues and val is not None else None
         try:
