@@ -325,12 +325,7 @@ class _TorchEstimator(CallbackSupportMixin, BaseEstimator):
         # written on the estimator before training succeeds.
         model = _view(self, **seen, **targets)
         given = None if validation is None else _validation_set(model, *validation, dtype, start)
-        # MLP's random stream: the same random_state draws the same initial weights and shuffles. Each
-        # call draws from a copy (of the caller's RandomState, as MLP draws from it, else of the fitted
-        # stream), so a failed call leaves both as they were.
-        instance = isinstance(self.random_state, np.random.RandomState)
-        fitted_stream = start.continues and not instance
-        rng = copy.deepcopy(self._rng) if fitted_stream else _random_state(self.random_state)
+        rng = _random_state(self, start)
         cuda = [device] if device.type == "cuda" else []
         with _private_global_rng(self.module is not None, cuda):
             if start.continues:
@@ -2061,14 +2056,21 @@ def _live_network(plain: dict[str, Any], shape: dict[str, Any], n_in: int, n_out
 # --- 9. what fit leaves as it found it: random generators, threads, warnings ------------------------
 
 
-def _random_state(random_state: int | np.random.RandomState | None) -> np.random.RandomState:
-    """MLP's stream for ``random_state``: a copy of a RandomState passed in (fit advances the original
-    only when it succeeds); for None, one seeded from OS entropy, since check_random_state(None) would
-    draw from (and advance) NumPy's global RandomState."""
-    if random_state is None:
-        return np.random.RandomState(np.random.SeedSequence().generate_state(1))
+def _random_state(est: _TorchEstimator, start: _Start) -> np.random.RandomState:
+    """MLP's random stream for this call: the same random_state draws MLP's initial weights and shuffles.
+
+    A copy, so that a failed call leaves the original as it was: of a RandomState passed in (MLP draws
+    from it in every call, and fit advances it on success), else of the fitted stream when training goes
+    on, else a new one; for None, seeded from OS entropy, since check_random_state(None) would draw from
+    (and advance) NumPy's global RandomState.
+    """
+    random_state = est.random_state
     if isinstance(random_state, np.random.RandomState):
         return copy.deepcopy(random_state)
+    if start.continues:
+        return copy.deepcopy(est._rng)
+    if random_state is None:
+        return np.random.RandomState(np.random.SeedSequence().generate_state(1))
     return np.random.RandomState(random_state)
 
 
