@@ -671,11 +671,13 @@ def test_a_loaded_estimator_trains_on_exactly_as_the_original(solver: str, how: 
     X = X.astype(dtype)
     for module in (None, Normed):
         est = TorchClassifier(solver=solver, module=module, warm_start=True, **CUSTOM).fit(X, y)
+        generator = torch.get_rng_state()
         if how == "pickle":
             loaded = pickle.loads(pickle.dumps(est))
         else:
             data = sio.dumps(est)
             loaded = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+        assert torch.equal(torch.get_rng_state(), generator)  # the factory's draws were its own
         assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
         for model in (est, loaded):
             if solver != "lbfgs":  # first the fitted optimizer, going on: three more epochs
