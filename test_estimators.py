@@ -64,7 +64,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import joblib
 import numpy as np
@@ -773,21 +773,42 @@ def load(data: bytes, how: str) -> Any:
 
 
 TAMPERED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
-    "a layer of another width": (lambda s: s["module_"]["coefs"].__setitem__(0, s["module_"]["coefs"][0][:, :-1]), "shapes"),
+    "a layer of another width": (
+        lambda s: s["module_"]["coefs"].__setitem__(0, s["module_"]["coefs"][0][:, :-1]),
+        "shapes",
+    ),
     "fewer features than n_features_in_": (lambda s: s.__setitem__("n_features_in_", 3), "n_features_in_=3"),
     "more outputs than the network": (lambda s: s.__setitem__("n_outputs_", 4), "n_outputs_=4"),
-    "an unknown activation": (lambda s: s["module_"].__setitem__("activation", "swish"), "activation 'swish'"),
-    "float16 weights": (lambda s: s["module_"]["coefs"].__setitem__(0, s["module_"]["coefs"][0].astype(np.float16)), "float16"),
-    "mixed dtypes": (lambda s: s["module_"]["intercepts"].__setitem__(0, s["module_"]["intercepts"][0].astype(np.float32)), "float32 or float64"),
+    "an unknown activation": (
+        lambda s: s["module_"].__setitem__("activation", "swish"),
+        "activation 'swish'",
+    ),
+    "float16 weights": (
+        lambda s: s["module_"]["coefs"].__setitem__(0, s["module_"]["coefs"][0].astype(np.float16)),
+        "float16",
+    ),
+    "mixed dtypes": (
+        lambda s: s["module_"]["intercepts"].__setitem__(0, s["module_"]["intercepts"][0].astype(np.float32)),
+        "float32 or float64",
+    ),
     "a missing attribute": (lambda s: s.pop("loss_curve_"), "loss_curve_"),
     "a missing key": (lambda s: s["module_"].pop("intercepts"), "intercepts"),
     "a newer format": (lambda s: s.__setitem__("_state_format", 2), "format 2"),
     "a format that is not a number": (lambda s: s.__setitem__("_state_format", True), "format True"),
-    "an optimizer state of another shape": (lambda s: s["_optimizer"]["state"][0].__setitem__(0, np.zeros(3)), "does not fit"),
+    "an optimizer state of another shape": (
+        lambda s: s["_optimizer"]["state"][0].__setitem__(0, np.zeros(3)),
+        "does not fit",
+    ),
     "an optimizer setting more": (lambda s: s["_optimizer"]["options"].__setitem__("lr", 0.1), "'lr'"),
     "another optimizer": (lambda s: s["_optimizer"].__setitem__("solver", "sgd"), "'sgd'"),
-    "integer weights": (lambda s: s["module_"]["coefs"].__setitem__(0, s["module_"]["coefs"][0].astype(np.int64)), "int64"),
-    "an activation its shape does not record": (lambda s: s["module_"].__setitem__("activation", "tanh"), "'tanh'"),
+    "integer weights": (
+        lambda s: s["module_"]["coefs"].__setitem__(0, s["module_"]["coefs"][0].astype(np.int64)),
+        "int64",
+    ),
+    "an activation its shape does not record": (
+        lambda s: s["module_"].__setitem__("activation", "tanh"),
+        "'tanh'",
+    ),
     "fewer classes than outputs": (lambda s: s.__setitem__("classes_", s["classes_"][:2]), "2 classes"),
     "no network": (lambda s: s.__setitem__("module_", None), "malformed"),
     "no shape": (lambda s: s.__setitem__("_shape", None), "malformed"),
@@ -796,7 +817,9 @@ TAMPERED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 
 @pytest.mark.parametrize("how", ["pickle", "skops"])
 @pytest.mark.parametrize("case", list(TAMPERED))
-def test_a_tampered_state_is_a_value_error_naming_what_is_wrong(case: str, how: str, monkeypatch: Any) -> None:
+def test_a_tampered_state_is_a_value_error_naming_what_is_wrong(
+    case: str, how: str, monkeypatch: Any
+) -> None:
     est, _, _ = fitted("multiclass")
     change, match = TAMPERED[case]
     data = tampered(est, change, how, monkeypatch)
@@ -812,7 +835,10 @@ def test_a_custom_modules_tampered_state_is_a_value_error(how: str, monkeypatch:
         (lambda s: s["module_"]["state_dict"].__setitem__("layers.1.weight", np.ones(8, bool)), "torch.bool"),
         (lambda s: s["_global_rng_states"].__setitem__(0, np.zeros(3, np.uint8)), "malformed"),
         (lambda s: s["module_"].__setitem__("state_dict", []), "malformed"),
-        (lambda s: s["module_"]["state_dict"].__setitem__("layers.0.weight", np.zeros((9, 4))), "size mismatch"),
+        (
+            lambda s: s["module_"]["state_dict"].__setitem__("layers.0.weight", np.zeros((9, 4))),
+            "size mismatch",
+        ),
         (lambda s: s["module_"]["state_dict"].__setitem__("extra", np.zeros(2)), "extra"),
         (lambda s: s.__setitem__("n_features_in_", 5), "size mismatch"),
     ]
@@ -1544,8 +1570,10 @@ def test_cuda_training_and_a_device_free_pickle() -> None:
     assert next(clf.module_.parameters()).is_cuda  # saving left the estimator on its GPU
     assert next(restored.module_.parameters()).is_cpu  # loads on a machine without a GPU
     sio = pytest.importorskip("skops.io", reason="skops is in the test extra")
-    assert_array_equal(sio.loads(sio.dumps(clf), trusted=["estimators.TorchClassifier"]).predict_proba(X),
-                       restored.predict_proba(X))
+    assert_array_equal(
+        sio.loads(sio.dumps(clf), trusted=["estimators.TorchClassifier"]).predict_proba(X),
+        restored.predict_proba(X),
+    )
     assert_allclose(restored.predict_proba(X), clf.predict_proba(X), rtol=1e-5)
     # partial_fit goes on on the GPU, the optimizer's state moving back with the module.
     restored.partial_fit(X, y)
@@ -2252,7 +2280,9 @@ def test_the_built_in_network_is_never_taken_for_a_softmax(start: str) -> None:
     record = X[:1] * (1 - zero) / (x - zero)  # the network is affine: its raw output here is 1
     assert_allclose(logit(record), 1.0, atol=1e-6)
     X2, y2 = np.vstack([record, record, X]), np.r_[0, 0, y]
-    MLPClassifier(activation="identity", max_iter=1, hidden_layer_sizes=(8,)).partial_fit(X2, y2, classes=[0, 1])
+    MLPClassifier(activation="identity", max_iter=1, hidden_layer_sizes=(8,)).partial_fit(
+        X2, y2, classes=[0, 1]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.partial_fit(X2, y2) if start == "partial_fit" else clf.fit(X2, y2)
@@ -2282,14 +2312,20 @@ def test_a_factory_taking_keyword_arguments_gets_mlps_sizes() -> None:
 
     def net(n_in: int, n_out: int, **options: Any) -> nn.Module:
         seen.append(options)
-        return nn.Sequential(nn.Linear(n_in, options["hidden_layer_sizes"][0]), nn.ReLU(),
-                             nn.Linear(options["hidden_layer_sizes"][0], n_out))
+        return nn.Sequential(
+            nn.Linear(n_in, options["hidden_layer_sizes"][0]),
+            nn.ReLU(),
+            nn.Linear(options["hidden_layer_sizes"][0], n_out),
+        )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         TorchClassifier(module=net, hidden_layer_sizes=(8,), activation="tanh", **CUSTOM).fit(X, y)
         TorchClassifier(module=net, **CUSTOM).set_params(module__hidden_layer_sizes=(6,)).fit(X, y)
-    assert seen == [{"hidden_layer_sizes": (8,), "activation": "tanh"}, {"hidden_layer_sizes": (6,), "activation": "relu"}]
+    assert seen == [
+        {"hidden_layer_sizes": (8,), "activation": "tanh"},
+        {"hidden_layer_sizes": (6,), "activation": "relu"},
+    ]
 
 
 # --- long training: a validation set of one's own, MLP's verbose lines ---------------------------
@@ -2317,15 +2353,19 @@ def test_a_validation_set_of_ones_own_replaces_the_split() -> None:
     frame, frame_val = pd.DataFrame(X, columns=list("abcd")), pd.DataFrame(X_val, columns=list("abcd"))
     assert clone(clf).fit(frame, y, X_val=frame_val, y_val=y_val).n_iter_ > 0
     with sklearn.config_context(array_api_dispatch=True):  # tensors in, as under dispatch
-        on_tensors = clone(clf).fit(torch.from_numpy(X), torch.from_numpy(y), X_val=torch.from_numpy(X_val),
-                                    y_val=torch.from_numpy(y_val))
+        on_tensors = clone(clf).fit(
+            torch.from_numpy(X),
+            torch.from_numpy(y),
+            X_val=torch.from_numpy(X_val),
+            y_val=torch.from_numpy(y_val),
+        )
     assert on_tensors.n_iter_ > 0
     # class_weight weighs the validation rows too; 'balanced' from y_val's own classes, which may be fewer
     rare = y_val != 2
     balanced = clone(clf).set_params(class_weight="balanced").fit(X, y, X_val=X_val[rare], y_val=y_val[rare])
-    assert balanced.score(X_val[rare], y_val[rare], sample_weight=compute_sample_weight("balanced", y_val[rare])) == (
-        pytest.approx(balanced.best_validation_score_)
-    )
+    assert balanced.score(
+        X_val[rare], y_val[rare], sample_weight=compute_sample_weight("balanced", y_val[rare])
+    ) == (pytest.approx(balanced.best_validation_score_))
     warm = clone(clf).set_params(warm_start=True).fit(X, y, X_val=X_val, y_val=y_val)
     first = len(warm.validation_scores_)
     warm.fit(X, y, X_val=X_val, y_val=y_val)  # the bookkeeping goes on, on the same set
@@ -2335,36 +2375,40 @@ def test_a_validation_set_of_ones_own_replaces_the_split() -> None:
 FAST_ES: dict[str, Any] = {"hidden_layer_sizes": (8,), "learning_rate_init": 0.01, "random_state": 0}
 
 
+Given: TypeAlias = Callable[[NDArray, NDArray, NDArray], dict[str, Any]]  # (X_val, y_val, w_val) -> fit's
+
+
 @pytest.mark.parametrize(
     ("given", "params", "match"),
     [
-        ({"X_val": "X_val"}, {}, "come together"),
-        ({"y_val": "y_val"}, {}, "come together"),
-        ({"sample_weight_val": "w_val"}, {}, "come together"),
-        ({"X_val": "X_val", "y_val": "y_val"}, {"early_stopping": False}, "early_stopping=False"),
-        ({"X_val": "X_val", "y_val": "y_val"}, {"solver": "lbfgs"}, "'lbfgs'"),
-        ({"X_val": "X_val[:, :3]", "y_val": "y_val"}, {}, "X_val and y_val: X has 3 features"),
-        ({"X_val": "X_val", "y_val": "y_val[:10]"}, {}, "X_val and y_val: Found input variables with inconsistent"),
-        ({"X_val": "X_val", "y_val": "y_val + 7"}, {}, "y_val has the labels [7 8 9], which y has not"),
-        ({"X_val": "X_val[:1]", "y_val": "y_val[:1]"}, {}, "X_val has 1 row; early stopping needs at least 2"),
-        ({"X_val": "X_val", "y_val": "np.c_[y_val == 0, y_val == 1]"}, {}, "y_val does not fit"),
-        ({"X_val": "X_val", "y_val": "y_val", "sample_weight_val": "w_val[:5]"}, {}, "sample_weight_val"),
+        (lambda X, y, w: {"X_val": X}, {}, "come together"),
+        (lambda X, y, w: {"y_val": y}, {}, "come together"),
+        (lambda X, y, w: {"sample_weight_val": w}, {}, "come together"),
+        (lambda X, y, w: {"X_val": X, "y_val": y}, {"early_stopping": False}, "early_stopping=False"),
+        (lambda X, y, w: {"X_val": X, "y_val": y}, {"solver": "lbfgs"}, "'lbfgs'"),
+        (lambda X, y, w: {"X_val": X[:, :3], "y_val": y}, {}, "X_val and y_val: X has 3 features"),
+        (lambda X, y, w: {"X_val": X, "y_val": y[:10]}, {}, "X_val and y_val: Found input variables with"),
+        (lambda X, y, w: {"X_val": X, "y_val": y + 7}, {}, "y_val has the labels [7 8 9], which y has not"),
+        (
+            lambda X, y, w: {"X_val": X[:1], "y_val": y[:1]},
+            {},
+            "X_val has 1 row; early stopping needs at least 2",
+        ),
+        (lambda X, y, w: {"X_val": X, "y_val": np.c_[y == 0, y == 1]}, {}, "y_val does not fit"),
+        (lambda X, y, w: {"X_val": X, "y_val": y, "sample_weight_val": w[:5]}, {}, "sample_weight_val"),
     ],
 )
 def test_a_validation_set_that_does_not_fit_is_a_value_error_before_training(
-    given: dict[str, str], params: dict[str, Any], match: str
+    given: Given, params: dict[str, Any], match: str
 ) -> None:
     X, y, X_val, y_val = split_blobs()
-    w_val = np.ones(len(y_val))
     clf = TorchClassifier(early_stopping=True, warm_start=True, max_iter=3, **FAST_ES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)
     before = dict(vars(clf))
-    names = {"X_val": X_val, "y_val": y_val, "w_val": w_val, "np": np}
-    arguments = {name: eval(code, names) for name, code in given.items()}
     with pytest.raises(ValueError, match=re.escape(match)):
-        clf.set_params(**params).fit(X, y, **arguments)
+        clf.set_params(**params).fit(X, y, **given(X_val, y_val, np.ones(len(y_val))))
     assert all(vars(clf)[k] is v for k, v in before.items() if k not in params)
 
 
@@ -2377,7 +2421,9 @@ def test_a_pipeline_sends_the_validation_set_through_its_steps() -> None:
     X, y, X_val, y_val = split_blobs()
     X, X_val = X * 100 + 50, X_val * 100 + 50  # the scaler matters
     with sklearn.config_context(enable_metadata_routing=True):
-        clf = TorchClassifier(early_stopping=True, max_iter=20, **FAST_ES).set_fit_request(X_val=True, y_val=True)
+        clf = TorchClassifier(early_stopping=True, max_iter=20, **FAST_ES).set_fit_request(
+            X_val=True, y_val=True
+        )
         pipe = Pipeline([("scale", StandardScaler()), ("clf", clf)], transform_input=["X_val"])
         pipe.fit(X, y, X_val=X_val, y_val=y_val)
         assert pipe.score(X_val, y_val) == pytest.approx(pipe[-1].best_validation_score_)
@@ -2495,7 +2541,9 @@ def test_callbacks_reach_the_estimator_inside_a_pipeline_and_a_search() -> None:
     GridSearchCV(TorchClassifier(max_iter=3, **FAST_ES), {"alpha": [1e-4]}, cv=2).set_callbacks(
         ProgressBar()
     ).fit(X, y)
-    make_pipeline(StandardScaler(), TorchClassifier(max_iter=3, **FAST_ES)).set_callbacks(ProgressBar()).fit(X, y)
+    make_pipeline(StandardScaler(), TorchClassifier(max_iter=3, **FAST_ES)).set_callbacks(ProgressBar()).fit(
+        X, y
+    )
 
 
 # --- threads: one for small steps, in the fitting thread only ------------------------------------
