@@ -198,16 +198,20 @@ def speed(
     return results
 
 
-def predict_against_bare_forward(model: TorchClassifier, X: np.ndarray[Any, Any]) -> None:
-    """predict next to its floor, the module on a tensor already made under inference mode, timed in
-    turn."""
+def bare_forward(model: TorchClassifier, X: np.ndarray[Any, Any]) -> Callable[[], None]:
+    """predict's floor: the fitted module on ``X`` as a tensor already made, under inference mode."""
     X_t = torch.from_numpy(X)
 
     def forward() -> None:
         with torch.inference_mode():
             model.module_(X_t)
 
-    ours, bare = interleaved_medians([partial(model.predict, X), forward], 50)
+    return forward
+
+
+def predict_against_bare_forward(model: TorchClassifier, X: np.ndarray[Any, Any]) -> None:
+    """predict next to its floor (bare_forward), timed in turn."""
+    ours, bare = interleaved_medians([partial(model.predict, X), bare_forward(model, X)], 50)
     print(
         f"    TorchClassifier predict {len(X)} rows {ours * 1e3:.2f} ms, bare forward pass "
         f"{bare * 1e3:.2f} ms: {ours / bare:.2f}x"
@@ -518,13 +522,7 @@ def serving(rounds: int) -> None:
     }
     quiet = {name: paired_ratio(a, b, rounds, calls) for name, (a, b, calls) in cases.items()}
     floor_ratio = paired_ratio(floor, partial(mlp.predict_proba, one), rounds, 50)
-    big_t = torch.from_numpy(big)
-
-    def bare() -> None:
-        with torch.inference_mode():
-            ours.module_(big_t)
-
-    over_bare = paired_ratio(partial(ours.predict, big), bare, rounds, 2)
+    over_bare = paired_ratio(partial(ours.predict, big), bare_forward(ours, big), rounds, 2)
     with busy_cores(torch.get_num_threads()):
         busy = {name: paired_ratio(a, b, rounds, calls) for name, (a, b, calls) in cases.items()}
     for name in cases:

@@ -332,14 +332,14 @@ class _TorchEstimator(CallbackSupportMixin, BaseEstimator):
                 module = _resume(model, device, cuda)
             else:
                 module = _build_module(model, X_, device, rng, cuda)
-            split, given_data = model._split_state if start.continues else None, (X_, y_)
+            # Callbacks see all of fit's rows, the validation split's too, as fit was given them.
+            callbacks = _Callbacks(self, 1 if start.one_epoch else self.max_iter, X_, y_, {**seen, **targets})
+            split = model._split_state if start.continues else None
             X_, Y, w, val, split = _hold_out(model, X_, Y, y_, w, rng, split, given)
             data = _rows(X_, Y, w, device, torch_dtype(dtype))
             if self.module is not None and not start.continues:  # a dry run, which also sizes lazy layers
                 _check_outputs(model, module, data)
             optimizer = self._make_optimizer(module, device, resume=start is _Start.PARTIAL)
-            steps = 1 if start.one_epoch else self.max_iter
-            callbacks = _Callbacks(self, steps, *given_data, {**seen, **targets})  # all of fit's rows
             training = _Training(model, module, optimizer, data, val, callbacks)
             if val is not None and self.scoring not in (None, "loss"):
                 training.check_scorer()
@@ -835,9 +835,10 @@ def _check_parameters(est: _TorchEstimator, partial: bool) -> _Start:
             "partial_fit has no validation split to stop on: set early_stopping=False, or call fit"
         )
     fitted = hasattr(est, "module_")
-    start = _Start.PARTIAL if partial and fitted else _Start.FIRST_PARTIAL if partial else _Start.FIT
-    if est.warm_start and fitted and not partial:
-        start = _Start.WARM
+    if partial:
+        start = _Start.PARTIAL if fitted else _Start.FIRST_PARTIAL
+    else:
+        start = _Start.WARM if est.warm_start and fitted else _Start.FIT
     if start.continues and est._shape != _shape_params(est):
         raise ValueError(
             f"the fitted network was built from {est._shape}, now {_shape_params(est)}; "
@@ -1562,7 +1563,8 @@ class _Training:
                     improved = progress.add_score(self.validation_score(), model.tol)
                     if model.verbose:
                         print(f"Validation score: {progress.validation_scores[-1]:f}")
-                    best = copy.deepcopy(module.state_dict()) if improved else best
+                    if improved:
+                        best = copy.deepcopy(module.state_dict())
                 self.schedule(optimizer, progress.t)
                 if self.callbacks.end(epoch, module):  # a callback asks training to stop
                     break
