@@ -1974,17 +1974,6 @@ def test_a_module_output_of_the_wrong_shape_is_named() -> None:
         TorchRegressor(module=Flat, **CUSTOM).fit(*regression())
 
 
-class Probabilities(nn.Module):
-    """A module that ends in softmax: the estimator's loss would apply it twice."""
-
-    def __init__(self, n_features: int, n_outputs: int) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(n_features, n_outputs), nn.Softmax(dim=1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)  # type: ignore[no-any-return]
-
-
 @quiet
 @pytest.mark.parametrize("n_classes", [2, 3, "multilabel"])
 def test_a_module_that_ends_in_softmax_is_refused(n_classes: int | str) -> None:
