@@ -10,7 +10,7 @@ this order, after the shared data and helpers; a helper used by one section sits
 | parameters are MLP's, plus ours, mean what MLP's mean (an int is one hidden layer), and are checked as scikit-learn checks MLP's | test_get_params_is_mlps_plus_our_additions, test_an_int_is_one_hidden_layer, test_parameters_are_checked_as_scikit_learn_checks_mlps |
 | every scikit-learn estimator check passes | test_scikit_learn_estimator_checks |
 | lbfgs gives MLP's model (computing in X's dtype, weights left float64); sgd's first epoch is MLP's (initial weights, split, shuffle, batches, sample weights, alpha); so are the multi-output loss, the clipped log-loss and momentum under a changing rate | test_lbfgs_gives_mlps_model, test_first_sgd_epoch_equals_mlps, test_lbfgs_computes_in_xs_dtype_and_leaves_float64_weights_as_mlp, test_multi_output_regression_trains_as_mlp, test_the_loss_clips_probabilities_as_mlps_log_loss, test_sgd_momentum_under_a_changing_rate_follows_mlp |
-| training stops where MLP's does: the stopping rule at MLP's epoch, np.inf never, max_iter with a ConvergenceWarning pointing at the caller's line, Ctrl-C keeping the epochs trained so far | test_training_stops_when_mlp_stops, test_n_iter_no_change_inf_never_stops, test_convergence_warning_when_max_iter_ends_training, test_warnings_point_at_the_callers_line, test_ctrl_c_keeps_the_epochs_trained_so_far_as_mlp_does, (parity) test_n_iter_no_change |
+| training stops where MLP's does: the stopping rule at MLP's epoch, np.inf never, max_iter with a ConvergenceWarning pointing at the caller's line, Ctrl-C keeping the epochs trained so far | test_training_stops_when_mlp_stops, test_the_stall_count_is_mlps_for_any_scores_or_losses, test_n_iter_no_change_inf_never_stops, test_convergence_warning_when_max_iter_ends_training, test_warnings_point_at_the_callers_line, test_ctrl_c_keeps_the_epochs_trained_so_far_as_mlp_does, (parity) test_n_iter_no_change |
 | learning-rate schedules; Adam and SGD step as torch.optim's do, bit for bit | test_learning_rate_schedules_set_mlps_rates, test_adam_and_sgd_step_exactly_as_torch_optim |
 | same random_state, same model; a RandomState instance advances as MLP's does; partial_fit x max_iter == fit | test_same_random_state_same_model, test_every_call_that_succeeds_advances_a_random_state_instance_as_mlps_does, test_partial_fit_max_iter_times_equals_fit_with_tol_0 |
 | float32 and float64 fits differ by rounding; outputs follow X | test_float32_and_float64_fits_differ_only_by_rounding, test_floating_dtype_follows_X |
@@ -24,7 +24,7 @@ this order, after the shared data and helpers; a helper used by one section sits
 | predict is pure and thread-safe; chunked inference is exact; predict is predict_proba's argmax, each row's first largest raw output, even past overflow | test_concurrent_predict_from_8_threads_matches_serial, test_chunked_inference_equals_row_blocks, test_predict_is_predict_probas_argmax_even_when_outputs_overflow, test_predict_is_each_rows_first_largest_raw_output |
 | every target MLP takes is fitted and predicted as MLP does: labels of any type through classes_, a single class, multilabel (sparse comes back sparse), multi-output, Poisson counts | test_labels_of_any_type_round_trip_through_classes, test_a_single_class_is_fitted_and_predicted, test_multilabel_and_multi_output_targets_keep_their_shape, test_sparse_multilabel_targets_fit_and_predict_sparse_like_mlp, test_poisson_regression_predicts_positive_means |
 | early stopping is MLP's: its rule, its split (stratified for binary targets only, the same rows on a warm start), validation_fraction=0 and lbfgs taken as MLP takes them; a part of the split that weighs nothing is a clear error | test_early_stopping_records_validation_scores, test_a_multiclass_early_stopping_split_is_mlps, test_early_stopping_needs_no_stratification_beyond_mlps, test_warm_started_fits_validate_on_the_same_rows, test_validation_fraction_0_is_accepted_as_in_mlp, test_lbfgs_ignores_early_stopping_and_trains_on_all_data, test_a_split_part_that_weighs_nothing_is_a_clear_error |
-| early stopping watches the loss or any scorer (a plain callable as written, tensors under dispatch) and keeps the best weights, past a diverged epoch's NaN score too; a scorer that cannot score the split fails before training | test_early_stopping_watches_the_loss_or_any_scorer_and_keeps_the_best_weights, test_early_stopping_on_balanced_accuracy_keeps_a_better_balanced_model, test_a_plain_scorer_callable_is_called_as_it_is_written, test_tensors_under_dispatch_stop_early_on_any_scorer, test_with_early_stopping_divergence_is_recorded_as_nan_scores, test_a_scorer_that_cannot_score_the_split_fails_before_training |
+| early stopping watches the loss or any scorer (a plain callable as written, tensors under dispatch) and keeps the best weights, past a diverged epoch's NaN score too; a scorer that cannot score the split fails before training | test_early_stopping_watches_the_loss_or_any_scorer_and_keeps_the_best_weights, test_scoring_loss_watches_minus_the_weighted_validation_loss, test_a_scorer_sees_no_feature_names_of_a_dataframe_fit, test_early_stopping_on_balanced_accuracy_keeps_a_better_balanced_model, test_a_plain_scorer_callable_is_called_as_it_is_written, test_tensors_under_dispatch_stop_early_on_any_scorer, test_with_early_stopping_divergence_is_recorded_as_nan_scores, test_a_scorer_that_cannot_score_the_split_fails_before_training |
 | class_weight equals the equivalent sample_weight; a class_weight or scoring it cannot mean fails before training | test_class_weight_is_the_equivalent_sample_weight, test_bad_class_weight_or_scoring_fails_before_training, test_class_weight_refuses_what_it_cannot_mean |
 | sample_weight: a scalar is one weight per sample, batches that weigh nothing are skipped; routed through Pipeline, GridSearchCV, cross_validate | test_scalar_sample_weight_is_one_weight_per_sample, test_batches_whose_weights_are_all_zero_are_skipped, test_sample_weight_is_routed_through_meta_estimators |
 | what MLP refuses, we refuse; a warm start goes on as MLP's | test_bad_targets_and_calls_mlp_refuses_too, test_predict_unfitted_or_on_other_features_and_bad_arguments_are_clear_errors, test_warm_start_continues_and_refuses_new_classes, test_lbfgs_has_no_partial_fit_like_mlp |
@@ -36,7 +36,7 @@ this order, after the shared data and helpers; a helper used by one section sits
 | a module fit cannot train is refused before training: not an nn.Module, outputs of the wrong shape, softmax at its end (the dry run checks only a new user's module), complex parameters, nothing to train | test_module_must_build_an_nn_module, test_a_module_output_of_the_wrong_shape_is_named, test_a_module_that_ends_in_softmax_is_refused, test_the_built_in_network_is_never_taken_for_a_softmax, test_a_module_with_complex_parameters_is_refused_before_training, test_a_module_with_nothing_to_train_is_a_clear_error |
 | one thread for small steps, in the fitting thread only | test_small_steps_train_on_one_thread_and_large_ones_keep_them, test_concurrent_fits_limit_only_their_own_threads |
 | the saved state is plain data, saving changes nothing; skops trusts only the class and the factory; a loaded estimator predicts bit for bit and trains on exactly; a module class in a module loads in a new process; loading checks what it reads; saving refuses what loading would | test_the_saved_state_is_plain_data_and_saving_changes_nothing, test_skops_loads_what_it_saved_trusting_only_the_estimator_and_the_factory, test_a_loaded_estimator_trains_on_exactly_as_the_original, test_a_model_saved_with_its_module_class_in_a_module_loads_in_a_new_process, test_a_tampered_state_is_a_value_error_naming_what_is_wrong, test_a_custom_modules_tampered_state_is_a_value_error, test_tensors_fit_never_makes_are_a_type_error_when_saving |
-| a validation set of one's own, checked before training, through a Pipeline | test_a_validation_set_of_ones_own_replaces_the_split, test_a_validation_set_that_does_not_fit_is_a_value_error_before_training, test_a_pipeline_sends_the_validation_set_through_its_steps |
+| a validation set of one's own, checked before training, through a Pipeline | test_a_validation_set_of_ones_own_replaces_the_split, test_a_validation_set_that_does_not_fit_is_a_value_error_before_training, test_a_validation_set_is_read_as_the_training_targets_are, test_a_pipeline_sends_the_validation_set_through_its_steps |
 | verbose prints MLP's lines, and nothing without it | test_verbose_prints_mlps_lines, test_verbose_says_why_training_stopped, test_verbose_prints_one_line_per_epoch_and_silent_otherwise |
 | scikit-learn's callbacks: every epoch, stop or raise, inside Pipelines and searches | test_a_scoring_monitor_scores_every_epoch_and_the_fit, test_a_callback_may_stop_training_and_one_that_raises_changes_nothing, test_callbacks_reach_the_estimator_inside_a_pipeline_and_a_search |
 """
@@ -47,6 +47,7 @@ import contextlib
 import copy
 import functools
 import gc
+import inspect
 import io
 import itertools
 import os
@@ -78,7 +79,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.metrics import balanced_accuracy_score, get_scorer
+from sklearn.metrics import balanced_accuracy_score, get_scorer, log_loss, mean_squared_error
 from sklearn.model_selection import GridSearchCV, ParameterGrid, cross_val_score, cross_validate
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -215,6 +216,8 @@ def test_lbfgs_gives_mlps_model() -> None:
     theirs = MLPClassifier(**params, random_state=3).fit(X, y, sample_weight=w)
     assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6, atol=1e-9)
     assert ours.n_iter_ == theirs.n_iter_ and ours.loss_ == pytest.approx(theirs.loss_, rel=1e-8)
+    # t_ counts the samples each iteration reads, where MLP leaves it 0 (docs/differences-from-mlp.md)
+    assert ours.t_ == ours.n_iter_ * len(X) and theirs.t_ == 0
 
 
 @quiet
@@ -332,6 +335,42 @@ def test_training_stops_when_mlp_stops() -> None:
             if progress.stalled > patience:
                 break
         assert epoch == mlp.n_iter_
+
+
+@PROPERTIES
+@given(
+    st.lists(st.floats(-2, 2), min_size=1, max_size=12),
+    st.sampled_from([0.0, 1e-4, 0.3]),
+    st.booleans(),
+)
+def test_the_stall_count_is_mlps_for_any_scores_or_losses(
+    values: list[float], tol: float, early_stopping: bool
+) -> None:
+    # MLP's own bookkeeping (_update_no_improvement_count), fed the same validation scores (its _score
+    # replaced) or training losses, counts the same stalls and keeps the same best value as _Progress.
+    # (A NaN score is a stall to us, not to MLP: docs/differences-from-mlp.md.)
+    from estimators import _Progress
+
+    mlp = MLPClassifier(tol=tol)
+    mlp.loss_curve_, mlp.validation_scores_, mlp._no_improvement_count = [], [], 0
+    mlp.best_loss_, mlp.best_validation_score_, mlp.coefs_, mlp.intercepts_ = np.inf, -np.inf, [], []
+    scores = iter(values)
+    mlp._score = lambda *args, **kwargs: next(scores)
+    update = mlp._update_no_improvement_count
+    weights = [None] if "sample_weight" in inspect.signature(update).parameters else []  # 1.7 and later
+    progress = _Progress(early_stopping)
+    for value in values:
+        if early_stopping:
+            progress.add_score(value, tol)
+        else:
+            mlp.loss_curve_.append(value)
+            progress.add_loss(value, tol)
+        update(early_stopping, None, None, *weights)
+        assert progress.stalled == mlp._no_improvement_count
+    if early_stopping:
+        assert progress.best_score == mlp.best_validation_score_
+    else:
+        assert progress.best_loss == mlp.best_loss_
 
 
 def test_n_iter_no_change_inf_never_stops() -> None:
@@ -1128,6 +1167,9 @@ def test_sparse_multilabel_targets_fit_and_predict_sparse_like_mlp() -> None:
     dense = TorchClassifier(**TINY).fit(X, Y.toarray())
     predicted = ours.predict(X)
     assert type(predicted) is type(theirs.predict(X))
+    if "sparse_interface" in sklearn.get_config():  # scikit-learn 1.9 and later: arrays, if asked
+        with sklearn.config_context(sparse_interface="sparray"):
+            assert type(ours.predict(X)) is type(theirs.predict(X)) is scipy.sparse.csr_array
     assert_array_equal(predicted.toarray(), dense.predict(X))  # type: ignore[union-attr]
     assert_array_equal(ours.predict_proba(X), dense.predict_proba(X))
 
@@ -1271,6 +1313,34 @@ def test_early_stopping_watches_the_loss_or_any_scorer_and_keeps_the_best_weight
 
 
 @quiet
+def test_scoring_loss_watches_minus_the_weighted_validation_loss() -> None:
+    X, y, X_val, y_val = split_blobs()
+    w_val = np.linspace(0.1, 3.0, len(y_val))
+    one_epoch: dict[str, Any] = {"early_stopping": True, "scoring": "loss", "max_iter": 1, **FAST_ES}
+    clf = TorchClassifier(**one_epoch).fit(X, y, X_val=X_val, y_val=y_val, sample_weight_val=w_val)
+    assert clf.validation_scores_ is not None
+    expected = log_loss(y_val, clf.predict_proba(X_val), sample_weight=w_val)
+    assert -clf.validation_scores_[0] == pytest.approx(expected, rel=1e-6)
+    Xr, yr = regression(n=90, n_outputs=2)
+    reg = TorchRegressor(**one_epoch).fit(
+        Xr[:60], yr[:60], X_val=Xr[60:], y_val=yr[60:], sample_weight_val=w_val
+    )
+    assert reg.validation_scores_ is not None  # half the squared error, averaged over outputs, as MLP's
+    expected = mean_squared_error(yr[60:], reg.predict(Xr[60:]), sample_weight=w_val) / 2
+    assert -reg.validation_scores_[0] == pytest.approx(expected, rel=1e-6)
+
+
+@quiet
+def test_a_scorer_sees_no_feature_names_of_a_dataframe_fit() -> None:
+    # The scorer predicts from the NumPy split of a DataFrame: it must not be told the names fit saw,
+    # or scikit-learn warns that X has none (and every warning fails a test here).
+    X, y = blobs()
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    clf = TorchClassifier(early_stopping=True, scoring="accuracy", **TINY).fit(frame, y)
+    assert list(clf.feature_names_in_) == list("abcd") and clf.validation_scores_
+
+
+@quiet
 def test_early_stopping_on_balanced_accuracy_keeps_a_better_balanced_model() -> None:
     # 9 to 1 classes that overlap. With n_iter_no_change=inf both runs train the same epochs; only the
     # epoch kept differs. On the validation rows, balanced accuracy's pick is never worse balanced than
@@ -1376,6 +1446,9 @@ def test_class_weight_is_the_equivalent_sample_weight() -> None:
     counts = compute_class_weight("balanced", classes=np.unique(y[:50]), y=y[:50])[y[:50]]
     by_hand = TorchClassifier(**TINY).fit(X[:50], y[:50], sample_weight=counts)
     assert_array_equal(balanced.predict_proba(X), by_hand.predict_proba(X))
+    dropped = TorchClassifier(class_weight={1: 0.0}, **TINY).fit(X, y)  # a factor of 0 is allowed
+    unweighed = TorchClassifier(**TINY).fit(X, y, sample_weight=(y != 1).astype(float))
+    assert_array_equal(dropped.predict_proba(X), unweighed.predict_proba(X))
     partial = TorchClassifier(class_weight=factors, **TINY).partial_fit(X, y, classes=[0, 1, 2])
     assert_array_equal(
         partial.predict_proba(X),
@@ -1492,6 +1565,9 @@ def test_bad_targets_and_calls_mlp_refuses_too() -> None:
         clone(warm).fit(X, y).fit(X, Y)
     with pytest.raises(ValueError, match="single-label"):
         TorchClassifier(**TINY).fit(X, Y).partial_fit(X, y)
+    X_r, y_r = regression()
+    with pytest.raises(ValueError, match="y has 2 outputs; the fitted model has 1"):
+        TorchRegressor(**TINY).partial_fit(X_r, y_r).partial_fit(X_r, np.c_[y_r, y_r])
 
 
 def test_predict_unfitted_or_on_other_features_and_bad_arguments_are_clear_errors() -> None:
@@ -1970,7 +2046,7 @@ class Flat(nn.Module):
 
 
 def test_a_module_output_of_the_wrong_shape_is_named() -> None:
-    with pytest.raises(ValueError, match=r"\(batch, n_outputs\) = \(2, 1\)"):
+    with pytest.raises(ValueError, match=r"maps 2 rows to shape \(2,\); .* \(batch, n_outputs\) = \(2, 1\)"):
         TorchRegressor(module=Flat, **CUSTOM).fit(*regression())
 
 
@@ -2199,6 +2275,17 @@ def test_the_saved_state_is_plain_data_and_saving_changes_nothing(case: str) -> 
         if path.startswith(("state['module']", "state['_shape']['module']")):
             continue  # the module factory: a parameter, the user's class or function
         assert isinstance(leaf, (np.ndarray, np.generic, int, float, str, type(None))), (path, type(leaf))
+    arrays = [leaf for _, leaf in plain_leaves(state) if isinstance(leaf, np.ndarray)]
+    saved = [a.copy() for a in arrays]
+    with torch.no_grad():  # the state is a copy: what later happens to the network does not reach it
+        for p in torch_est.module_.parameters():
+            p.add_(1)
+    assert all(
+        np.array_equal(a, b, equal_nan=a.dtype.kind == "f") for a, b in zip(arrays, saved, strict=True)
+    )
+    with torch.no_grad():
+        for p, w in zip(torch_est.module_.parameters(), weights, strict=True):
+            p.copy_(w)
     pickle.dumps(est)
     assert vars(torch_est).keys() == before.keys()
     assert all(vars(torch_est)[k] is v for k, v in before.items())  # the live objects, untouched
@@ -2498,6 +2585,23 @@ def test_a_validation_set_that_does_not_fit_is_a_value_error_before_training(
 
 
 @quiet
+def test_a_validation_set_is_read_as_the_training_targets_are() -> None:
+    # A sparse multilabel y_val is its dense twin, as a sparse y is; it has y's labels, no fewer.
+    X, y, X_val, y_val = split_blobs()
+    Y, Y_val = (np.stack([t == 0, t == 1, t != 1], axis=1).astype(int) for t in (y, y_val))
+    clf = TorchClassifier(early_stopping=True, max_iter=5, **FAST_ES)
+    for scoring in (None, "loss"):
+        dense = clone(clf).set_params(scoring=scoring).fit(X, Y, X_val=X_val, y_val=Y_val)
+        sparse = clone(dense).fit(
+            X, scipy.sparse.csr_matrix(Y), X_val=X_val, y_val=scipy.sparse.csr_matrix(Y_val)
+        )
+        assert sparse.validation_scores_ == dense.validation_scores_
+        assert_array_equal(sparse.predict_proba(X_val), dense.predict_proba(X_val))
+    with pytest.raises(ValueError, match=re.escape("y_val has 2 outputs, and y has 3")):
+        clone(clf).fit(X, Y, X_val=X_val, y_val=Y_val[:, :2])
+
+
+@quiet
 @pytest.mark.skipif(
     tuple(int(n) for n in sklearn.__version__.split(".")[:2]) < (1, 7),
     reason="Pipeline(transform_input=...) arrived in scikit-learn 1.7",
@@ -2518,12 +2622,17 @@ def test_a_pipeline_sends_the_validation_set_through_its_steps() -> None:
 
 
 def verbose_lines(est: Any, X: Any, y: Any, capsys: Any) -> list[str]:
-    """The lines ``est.fit`` prints, numbers masked, each once, in order of first appearance."""
+    """The lines ``est.fit`` prints, each once, in order of first appearance: losses and scores masked
+    (they differ by rounding), the stopping lines' tol and learning rates kept."""
     capsys.readouterr()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, y)
-    masked = [re.sub(r"-?\d+(\.\d+)?|nan|inf", "#", line) for line in capsys.readouterr().out.splitlines()]
+    lines = capsys.readouterr().out.splitlines()
+    measured = ("Iteration ", "Validation score: ")
+    masked = [
+        re.sub(r"-?\d+(\.\d+)?|nan|inf", "#", line) if line.startswith(measured) else line for line in lines
+    ]
     return list(dict.fromkeys(masked))
 
 
