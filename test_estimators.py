@@ -2314,7 +2314,8 @@ def test_the_saved_state_is_plain_data_and_saving_changes_nothing(case: str) -> 
     with torch.no_grad():
         for p, w in zip(torch_est.module_.parameters(), weights, strict=True):
             p.copy_(w)
-    twin = type(torch_est).__new__(type(torch_est))
+    cls: Any = type(torch_est)
+    twin = cls.__new__(cls)
     twin.__setstate__(state)
     X = est[:-1].transform(X) if isinstance(est, Pipeline) else X  # what the estimator itself reads
     expected = outputs(twin, X)
