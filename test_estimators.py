@@ -216,11 +216,14 @@ def test_scikit_learn_estimator_checks(estimator: Any, check: Callable[[Any], No
 
 @quiet
 @mlp_1_7
-def test_lbfgs_gives_mlps_model() -> None:
-    # Same random_state, same initial weights (MLP's draws), same SciPy L-BFGS-B: the same model.
+@pytest.mark.parametrize("activation", ["relu", "logistic", "tanh", "identity"])
+def test_lbfgs_gives_mlps_model(activation: str) -> None:
+    # Same random_state, same initial weights (MLP's draws, Glorot's bound for each activation), same
+    # SciPy L-BFGS-B: the same model.
     X, y = blobs(n=90)
     w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
     params: dict[str, Any] = {"solver": "lbfgs", "hidden_layer_sizes": (7, 5), "alpha": 0.01, "max_iter": 30}
+    params["activation"] = activation
     ours = TorchClassifier(**params, random_state=3).fit(X, y, sample_weight=w)
     theirs = MLPClassifier(**params, random_state=3).fit(X, y, sample_weight=w)
     assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6, atol=1e-9)
@@ -751,12 +754,30 @@ def test_a_random_state_instance_advances_only_when_fit_succeeds() -> None:
 # --- a diverging fit is a clear ValueError and changes nothing ------------------------------------
 
 
+class NaNs(nn.Module):
+    """A linear module whose every output is NaN."""
+
+    def __init__(self, n_features: int, n_outputs: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_features, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) * torch.nan  # type: ignore[no-any-return]
+
+
+@quiet
 def test_a_diverging_learning_rate_is_a_clear_value_error() -> None:
     X, y = regression()
     reg = TorchRegressor(solver="sgd", learning_rate_init=1e6, max_iter=20, random_state=0)
     with pytest.raises(ValueError, match="learning_rate_init"):
         reg.fit(X * 1e3, y * 1e3)
     assert not hasattr(reg, "module_")  # a failed fit leaves no half-fitted state
+    never = TorchRegressor(module=NaNs, early_stopping=True, **CUSTOM)  # no validated weights to keep
+    with pytest.raises(
+        ValueError, match="no validation score was finite: scale the data or lower learning_rate_init"
+    ):
+        never.fit(X, y)
+    assert not hasattr(never, "module_")
 
 
 @quiet
@@ -1056,6 +1077,9 @@ def test_sparse_and_dense_inputs_give_the_same_model(name: str, seed: int, solve
     # The same model to float64 rounding: the sparse first layer sums the same products in another order.
     assert_allclose(outputs(sparse, X), outputs(dense, X), rtol=1e-10, atol=1e-12)
     assert_allclose(outputs(sparse, scipy.sparse.csr_matrix(X)), outputs(dense, X), rtol=1e-10, atol=1e-12)
+    # A float32 network reads float64 sparse rows cast to float32, as it reads dense ones.
+    narrow = ESTIMATORS[name](**params).fit(scipy.sparse.csr_matrix(X.astype(np.float32)), y)
+    assert_allclose(outputs(narrow, scipy.sparse.csr_matrix(X)), outputs(narrow, X), rtol=1e-5, atol=1e-6)
 
 
 # --- predict: pure, thread-safe, exact in chunks, predict_proba's argmax --------------------------
@@ -1568,7 +1592,7 @@ def test_bad_targets_and_calls_mlp_refuses_too() -> None:
         TorchClassifier(early_stopping=True, **TINY).fit(X, y).partial_fit(X, y)
     with pytest.raises(ValueError, match="classes"):
         TorchClassifier(**TINY).partial_fit(X, y, classes=[0, 1, 2]).partial_fit(X, y, classes=[0, 1, 5])
-    with pytest.raises(ValueError, match="validation samples"):
+    with pytest.raises(ValueError, match="validation_fraction=0.1 of 2 samples leaves 1:"):
         TorchRegressor(early_stopping=True).fit(*regression(n=2))
     warm = TorchClassifier(warm_start=True, **TINY).fit(X, y)
     for change in (
