@@ -29,7 +29,7 @@ this order, after the shared data and helpers; a helper used by one section sits
 | sample_weight: a scalar is one weight per sample, batches that weigh nothing are skipped; routed through Pipeline, GridSearchCV, cross_validate | test_scalar_sample_weight_is_one_weight_per_sample, test_batches_whose_weights_are_all_zero_are_skipped, test_sample_weight_is_routed_through_meta_estimators |
 | what MLP refuses, we refuse; a warm start goes on as MLP's | test_bad_targets_and_calls_mlp_refuses_too, test_predict_unfitted_or_on_other_features_and_bad_arguments_are_clear_errors, test_warm_start_continues_and_refuses_new_classes, test_lbfgs_has_no_partial_fit_like_mlp |
 | pickles, clones, searches, pipelines of DataFrames | test_pickle_round_trip_gives_identical_predictions, test_joblib_deepcopy_and_pickle_copies_predict_alike_and_a_clone_is_unfitted, test_lambda_modules_fit_but_do_not_pickle, test_grid_search_in_two_processes_equals_one, test_a_dataframe_cross_validates_in_a_pipeline_and_sets_feature_names_in |
-| tensors in, tensors out (under dispatch; NumPy out without it) | test_tensor_X_and_y_fit_and_predict_as_their_numpy_arrays, test_a_tensor_pipeline_stays_in_torch_under_dispatch, test_string_labels_come_back_as_numpy_even_under_dispatch |
+| tensors in, tensors out (under dispatch; NumPy out without it) | test_tensor_X_and_y_fit_and_predict_as_their_numpy_arrays, test_an_array_that_only_exports_dlpack_fits_and_predicts_as_its_numpy_array, test_a_tensor_pipeline_stays_in_torch_under_dispatch, test_string_labels_come_back_as_numpy_even_under_dispatch |
 | device=: "cpu:0" is the CPU, which shares X; a device that is not here is a ValueError | test_cpu_0_is_the_cpu_and_shares_X, test_a_device_that_is_not_here_is_a_value_error |
 | on CUDA, the CPU's model; draws repeat, generators kept; CuPy in, CuPy out (skip without a GPU) | test_cuda_fits_the_model_the_cpu_fits, test_cuda_custom_module_draws_repeat_and_global_generators_stay, test_cuda_training_pickles_device_free_and_resumes_on_the_gpu, test_cupy_arrays_come_back_as_cupy |
 | users' modules train through the same API, in train mode, and predict in eval mode (the failed-call section's Flaky raises only in train mode); lazy layers, sparse gradients, sizes from MLP's parameters, module__ or a **kwargs factory, frozen parameters outside the L2 term | test_a_custom_module_trains_through_the_same_api, test_lazy_layers_train_as_their_eager_twins, test_modules_with_sparse_gradients_train_with_every_solver, test_a_custom_networks_size_is_searched_like_mlps, test_a_size_the_module_would_ignore_is_an_error, test_a_factory_taking_keyword_arguments_gets_mlps_sizes, test_the_l2_term_reaches_only_the_matrices_fit_trains |
@@ -720,7 +720,8 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(X: NDArray, match: str) 
         ({"early_stopping": "no"}, TypeError, "early_stopping"),
         ({"shuffle": 1}, TypeError, "shuffle"),
         ({"verbose": "yes"}, TypeError, "verbose"),
-        ({"module": nn.Linear(4, 3)}, TypeError, "class"),
+        ({"module": nn.Linear(4, 3)}, TypeError, r"pass the class \(Linear\)"),
+        ({"device": True}, TypeError, "device must be None, a str, an int or a torch.device, got True"),
     ],
 )
 def test_bad_parameters_are_named_and_change_nothing(params: dict[str, Any], error: type, match: str) -> None:
@@ -1720,6 +1721,26 @@ def test_tensor_X_and_y_fit_and_predict_as_their_numpy_arrays() -> None:
     X, y = blobs()
     clf = TorchClassifier(**TINY).fit(torch.from_numpy(X), torch.from_numpy(y))
     assert_array_equal(clf.predict(torch.from_numpy(X)), clf.predict(X))
+
+
+class DLPackOnly:
+    """An array that only exports DLPack, as CuPy's does, here on the CPU."""
+
+    def __init__(self, a: NDArray) -> None:
+        self.a, self.shape, self.ndim = a, a.shape, a.ndim
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self.a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> Any:
+        return self.a.__dlpack_device__()
+
+
+@quiet
+def test_an_array_that_only_exports_dlpack_fits_and_predicts_as_its_numpy_array() -> None:
+    X, y = blobs()
+    clf = TorchClassifier(**TINY).fit(DLPackOnly(X), DLPackOnly(y))
+    assert_array_equal(clf.predict_proba(DLPackOnly(X)), TorchClassifier(**TINY).fit(X, y).predict_proba(X))
 
 
 @quiet
