@@ -166,6 +166,11 @@ class Residual(nn.Module):
 FAST_ES: dict[str, Any] = {"hidden_layer_sizes": (8,), "learning_rate_init": 0.01, "random_state": 0}
 
 
+def split_blobs() -> tuple[NDArray, NDArray, NDArray, NDArray]:
+    X, y = blobs(n=90)
+    return X[:60], y[:60], X[60:], y[60:]
+
+
 # --- parameters: MLP's, plus ours, checked as scikit-learn checks MLP's ---------------------------
 
 
@@ -1753,16 +1758,10 @@ def test_a_tensor_pipeline_stays_in_torch_under_dispatch(device: str) -> None:
         pred, proba = pipe.predict(X_t), pipe.predict_proba(X_t)
         reg = make_pipeline(StandardScaler(), TorchRegressor(**TINY)).fit(X_t, X_t[:, 0] * 2)
         out = reg.predict(X_t)
-    with (
-        sklearn.config_context(array_api_dispatch=True),
-        pytest.raises(
-            ValueError,
-            match=(
-                f"fit had torch arrays on {X_t.device}, predict got numpy on cpu; convert X to torch on {X_t.device}"
-            ),
-        ),
-    ):
-        pipe[-1].predict(X)
+    on = X_t.device
+    named = f"fit had torch arrays on {on}, predict got numpy on cpu; convert X to torch on {on} first"
+    with sklearn.config_context(array_api_dispatch=True), pytest.raises(ValueError, match=named):
+        pipe[-1].predict(X)  # NumPy X for a model fitted on tensors
     for result in (pred, proba, out):
         assert isinstance(result, torch.Tensor) and result.device.type == device
         assert not result.is_inference()  # callers may update it in place
@@ -2586,11 +2585,6 @@ def test_tensors_fit_never_makes_are_a_type_error_when_saving(dtype: torch.dtype
 
 
 # --- a validation set of one's own ----------------------------------------------------------------
-
-
-def split_blobs() -> tuple[NDArray, NDArray, NDArray, NDArray]:
-    X, y = blobs(n=90)
-    return X[:60], y[:60], X[60:], y[60:]
 
 
 @quiet
