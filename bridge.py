@@ -37,8 +37,9 @@ to_tensor of other libraries:
  10. An array exporting DLPack becomes a tensor on its device, sharing memory only when the export is
      writable (DLPack 1.0's read-only flag), aligned and free of negative strides.
 devices:
- 11. A device torch does not know, an accelerator it cannot use here, or an index past its last device
-     is a ValueError naming the device and what is available; "meta" needs no hardware.
+ 11. Every name of the host ("cpu", "cpu:0", torch.device("cpu", 0)) is the CPU. A device torch does not
+     know, an accelerator it cannot use here, or an index past its last device is a ValueError naming
+     the device and what is available; "meta" needs no hardware.
 
 Works with NumPy 1.26 and later; the shims for old NumPy say which versions need them.
 """
